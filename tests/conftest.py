@@ -1,0 +1,74 @@
+"""Shared fixtures: every test must leave nothing of ours in /dev/shm and no
+process running."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+
+import pytest
+
+SHM = "/dev/shm"
+
+
+def _ours() -> set[str]:
+    try:
+        return {n for n in os.listdir(SHM) if n.startswith("mimocorb-")}
+    except OSError:
+        return set()
+
+
+@pytest.fixture(autouse=True)
+def no_shm_leftovers():
+    """Fail a test that leaves one of its segments behind."""
+    before = _ours()
+    yield
+    import gc
+
+    gc.collect()
+    left = _ours() - before
+    assert not left, f"segments left in {SHM}: {sorted(left)}"
+
+
+class Procs:
+    """Start processes, join them with a bound, kill whatever is left."""
+
+    def __init__(self, method: str = "fork"):
+        self.ctx = mp.get_context(method)
+        self.procs: list = []
+
+    def start(self, target, *args, **kwargs):
+        p = self.ctx.Process(target=target, args=args, kwargs=kwargs, daemon=True)
+        p.start()
+        self.procs.append(p)
+        return p
+
+    def join(self, timeout: float = 30.0) -> list[int]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        for p in self.procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+        hung = [p for p in self.procs if p.is_alive()]
+        assert not hung, f"processes still running after {timeout} s: {[p.pid for p in hung]}"
+        return [p.exitcode for p in self.procs]
+
+    def kill_all(self) -> None:
+        for p in self.procs:
+            if p.is_alive():
+                p.kill()
+            p.join(5)
+
+
+@pytest.fixture
+def procs():
+    p = Procs("fork")
+    yield p
+    p.kill_all()
+
+
+@pytest.fixture
+def spawn_procs():
+    p = Procs("spawn")
+    yield p
+    p.kill_all()
