@@ -98,6 +98,25 @@ class _SlotFiller:
     def describe(self) -> str:
         return f"{self.name} ({self.values_per_slot} x {_dtype_text(self.dtype)})"
 
+    def check_channels(self, data: Any) -> None:
+        """Raise if ``data`` would not fit (checked before a slot is claimed: a claimed slot is published)."""
+        if self.fields and not getattr(getattr(data, "dtype", None), "names", None):
+            if len(data) != len(self.fields):
+                raise ResultMismatchError(
+                    f"data has {len(data)} channels, buffer {self.describe()} has {len(self.fields)} fields"
+                )
+            shapes = [np.shape(d) for d in data]
+        else:
+            shapes = [np.shape(data)]
+        for i, shp in enumerate(shapes):
+            try:
+                np.broadcast_shapes(shp, (self.values_per_slot,))
+            except ValueError:
+                what = f"channel {self.fields[i]!r}" if self.fields else "data"
+                raise ResultMismatchError(
+                    f"{what} has shape {shp}, buffer {self.describe()} holds {self.values_per_slot} values per slot"
+                ) from None
+
     def fill_channels(self, slot: np.ndarray, data: Any) -> None:
         """1.x import semantics: ``data`` indexable by channel number (or a structured array)."""
         if self.fields:
@@ -209,16 +228,17 @@ class rbImport(_Access):
                     break
                 t_ready = time.time()
                 try:
-                    slot = self.sink.get_new_buffer()
-                except SystemExit:
-                    break  # end of run
-                try:
-                    self._filler.fill_channels(slot, data)
+                    self._filler.check_channels(data)
                 except (ResultMismatchError, ValueError, IndexError, TypeError) as exc:
                     raise ResultMismatchError(
                         f"rbImport: data from {_fn_name(self.ufunc)} does not fit buffer "
                         f"{self._filler.describe()}: {exc}"
                     ) from exc
+                try:
+                    slot = self.sink.get_new_buffer()
+                except SystemExit:
+                    break  # end of run
+                self._filler.fill_channels(slot, data)
                 self.event_count += 1
                 t_done = time.time()
                 if metadata is None:
@@ -264,13 +284,14 @@ class rbPut(_Access):
             return True
         t_ready = time.time()
         try:
+            self._filler.check_channels(data)
+        except (ResultMismatchError, ValueError, IndexError, TypeError) as exc:
+            raise ResultMismatchError(f"rbPut: data does not fit buffer {self._filler.describe()}: {exc}") from exc
+        try:
             slot = self.sink.get_new_buffer()
         except SystemExit:
             return False
-        try:
-            self._filler.fill_channels(slot, data)
-        except (ResultMismatchError, ValueError, IndexError, TypeError) as exc:
-            raise ResultMismatchError(f"rbPut: data does not fit buffer {self._filler.describe()}: {exc}") from exc
+        self._filler.fill_channels(slot, data)
         self.event_count += 1
         t_done = time.time()
         if metadata is None:
@@ -365,6 +386,7 @@ class rbTransfer(_ReaderAccess):
         self._fillers = [
             _SlotFiller(w, self._name(self.sink_names, i, f"sink[{i}]")) for i, w in enumerate(self.writers)
         ]
+        self._scratch = [np.zeros(f.values_per_slot, dtype=f.dtype) for f in self._fillers]
         self.event_count = 0
         self.written = [0] * len(self.writers)
 
@@ -380,7 +402,8 @@ class rbTransfer(_ReaderAccess):
                 entries = [True] + entries
             if len(entries) != n:
                 raise ResultMismatchError(
-                    f"{self._where()}: returned a {type(result).__name__} of {len(result)} entries for {n} sinks; "
+                    f"{self._where()}: returned a {type(result).__name__} of {len(result)} entries for {n} sink(s) "
+                    f"({', '.join(f.name for f in self._fillers)}); "
                     f"expected None or one entry per sink (None, True, an array or a list of arrays)"
                 )
             return entries
@@ -407,15 +430,24 @@ class rbTransfer(_ReaderAccess):
         copy_input = (
             entry is True or entry is data or (isinstance(entry, (int, np.integer)) and not isinstance(entry, bool))
         )
-        slot = writer.get_new_buffer()
-        try:
-            if copy_input:
-                self._copy_input(slot, data, filler)
-            else:
-                filler.fill_array(slot, entry)
-        except (ResultMismatchError, ValueError, TypeError, IndexError) as exc:
-            what = "the input event" if copy_input else f"result entry {i} ({_describe_value(entry)})"
-            raise ResultMismatchError(f"{self._where()}: {what} does not fit sink {filler.describe()}: {exc}") from exc
+        if copy_input and data.dtype == filler.dtype and data.shape == (filler.values_per_slot,):
+            slot = writer.get_new_buffer()  # the common case: one copy, cannot fail
+            slot[:] = data
+        else:
+            # build the event aside first: a slot once claimed is published, so it must not be left half-filled
+            scratch = self._scratch[i]
+            try:
+                if copy_input:
+                    self._copy_input(scratch, data, filler)
+                else:
+                    filler.fill_array(scratch, entry)
+            except (ResultMismatchError, ValueError, TypeError, IndexError) as exc:
+                what = "the input event" if copy_input else f"result entry {i} ({_describe_value(entry)})"
+                raise ResultMismatchError(
+                    f"{self._where()}: {what} does not fit sink {filler.describe()}: {exc}"
+                ) from exc
+            slot = writer.get_new_buffer()
+            slot[:] = scratch
         writer.set_metadata(*md)
         writer.process_buffer()
         self.written[i] += 1
