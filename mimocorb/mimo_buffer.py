@@ -179,7 +179,7 @@ def _attach(setup_dict: dict, role: str) -> tuple[_ringbuf.Segment, np.dtype]:
         problems.append(f"number_of_slots {setup_dict['number_of_slots']} != {seg.nslots} in the buffer")
     if seg.values_per_slot != setup_dict["values_per_slot"]:
         problems.append(f"values_per_slot {setup_dict['values_per_slot']} != {seg.values_per_slot} in the buffer")
-    if seg.payload_bytes != dt.itemsize * setup_dict["values_per_slot"] or seg.dtype_hash != setup_dict["dtype_hash"]:
+    if seg.payload_bytes != dt.itemsize * setup_dict["values_per_slot"] or seg.dtype_hash != _dtype_hash(dt):
         problems.append(f"dtype {setup_dict['dtype']!r} differs from the buffer's")
     if problems:
         raise SetupError(f"setup dict does not match ring buffer {setup_dict['shm_name']!r}: " + "; ".join(problems))

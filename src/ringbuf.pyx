@@ -246,6 +246,9 @@ cdef class Segment:
         cdef Segment seg = Segment.__new__(Segment)
         hdr_b, slots_b, done_b, data_b, total, stride = layout_sizes(nslots, payload_bytes)
         cdef bytes bname = name.encode()
+        free = _shm_free_bytes()
+        if 0 <= free < total:
+            raise RingError(_no_room_message(total, nslots, payload_bytes, free, "not enough free space"))
         cdef int fd = shm_open(bname, O_CREAT | O_EXCL | O_RDWR, 0o600)
         if fd < 0:
             raise RingError(f"cannot create shared memory segment {name!r}: {os.strerror(errno)}")
@@ -256,13 +259,7 @@ cdef class Segment:
             # Reserve every page now: a full /dev/shm must fail here, not as a SIGBUS later.
             rc = posix_fallocate(fd, 0, total)
             if rc != 0:
-                free = _shm_free_bytes()
-                raise RingError(
-                    f"/dev/shm cannot hold a ring buffer of {total} bytes ({total / 2**20:.1f} MiB: "
-                    f"{nslots} slots x {payload_bytes} bytes + bookkeeping); {free} bytes "
-                    f"({free / 2**20:.1f} MiB) are free there ({os.strerror(rc)}). "
-                    "Use fewer or smaller slots, or enlarge /dev/shm."
-                )
+                raise RingError(_no_room_message(total, nslots, payload_bytes, _shm_free_bytes(), os.strerror(rc)))
             seg._map(fd, total)
         except BaseException:
             close(fd)
@@ -522,6 +519,13 @@ cdef class Segment:
                     and rb_load_acq32(&h.procs[i].held_n) != 0):
                 return False
         return True
+
+
+def _no_room_message(total, nslots, payload_bytes, free, why):
+    return (f"/dev/shm cannot hold a ring buffer of {total} bytes ({total / 2**20:.1f} MiB: "
+            f"{nslots} slots x {payload_bytes} bytes + bookkeeping); {free} bytes "
+            f"({free / 2**20:.1f} MiB) are free there ({why}). "
+            "Use fewer or smaller slots, or enlarge /dev/shm.")
 
 
 def _shm_free_bytes():
