@@ -1,0 +1,209 @@
+"""Setup file validation: every error names file, key path, bad value and what is expected."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from daq_helpers import copy_setup, own_segments, run_cli
+
+from mimocorb.daq.setup_file import SetupError, load_setup, run_name
+
+
+@pytest.fixture(autouse=True)
+def no_shm_leftovers():
+    """Overrides conftest's: count only our own segments (other work on this machine may create some)."""
+    before = own_segments()
+    yield
+    import gc
+
+    gc.collect()
+    assert own_segments() - before == set()
+
+
+@pytest.fixture
+def chain(tmp_path):
+    return copy_setup("chain", tmp_path)
+
+
+def write_setup(folder, data) -> str:
+    path = folder / "setup.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False) if not isinstance(data, str) else data)
+    return path
+
+
+def base(chain) -> dict:
+    return yaml.safe_load((chain / "chain_setup.yaml").read_text())
+
+
+def test_valid_setup(chain):
+    s = load_setup(chain / "chain_setup.yaml")
+    assert s.name == "chain"
+    assert [b.name for b in s.buffers] == ["RB_1", "RB_2"]
+    assert s.buffers[0].values_per_slot == 8 and s.buffers[0].field_names == ["chA", "chB"]
+    assert s.runtime == 60 and s.runevents == 0  # from the common config's 'general' block
+    f = {x.key: x for x in s.functions}
+    assert f["Fkt_1"].config == {"events": 400, "sleeptime": 0.0005}  # block named after the function
+    assert f["Fkt_3"].config == {"filename": "selected"}  # its own config_file
+    assert f["Fkt_2"].num_process == 2 and f["Fkt_2"].rb_assign == {"RB_1": "read", "RB_2": "write"}
+    assert f["Fkt_2"].module_path == (chain / "modules" / "filter.py").resolve()
+    assert s.output_directory == chain / "target"
+    assert [p.name for p in s.config_files()] == ["common.yaml", "export.yaml"]
+    assert s.warnings == []
+
+
+def _set(path):
+    """Return a mutator that sets the value at a key path like ('RingBuffer', 1, 'RB_2', 'number_of_slots')."""
+
+    def mutate(d, value):
+        for k in path[:-1]:
+            d = d[k]
+        if value is KeyError:
+            del d[path[-1]]
+        else:
+            d[path[-1]] = value
+
+    return mutate
+
+
+BAD = [
+    (
+        ("RingBuffer", 1, "RB_2", "number_of_slots"),
+        "abc",
+        "RingBuffer[1].RB_2.number_of_slots: expected an integer >= 1, got 'abc'",
+    ),
+    (
+        ("RingBuffer", 0, "RB_1", "channel_per_slot"),
+        0,
+        "RingBuffer[0].RB_1.channel_per_slot: expected an integer >= 1, got 0",
+    ),
+    (
+        ("RingBuffer", 0, "RB_1", "number_of_slots"),
+        2.5,
+        "RingBuffer[0].RB_1.number_of_slots: expected an integer >= 1, got 2.5",
+    ),
+    (
+        ("RingBuffer", 0, "RB_1", "data_type", 1),
+        ["chA", "float33"],
+        "RingBuffer[0].RB_1.data_type.1: expected a NumPy type name like 'float32' or 'int32' for field 'chA', "
+        "got 'float33'",
+    ),
+    (
+        ("RingBuffer", 0, "RB_1", "data_type", 2),
+        ["chA", "int32"],
+        "RingBuffer[0].RB_1.data_type.2: field name 'chA' appears twice",
+    ),
+    (
+        ("RingBuffer", 0, "RB_1", "data_type"),
+        17,
+        "RingBuffer[0].RB_1.data_type: expected a NumPy type name like 'float32' or a mapping {1: [name, type]}, "
+        "got 17",
+    ),
+    (
+        ("RingBuffer", 1, "RB_2", "channel_per_slot"),
+        KeyError,
+        "RingBuffer[1].RB_2.channel_per_slot: missing; expected an integer >= 1",
+    ),
+    (
+        ("Functions", 1, "Fkt_1", "file_name"),
+        "modules/nowhere",
+        "Functions[1].Fkt_1.file_name: module file not found: ",
+    ),
+    (("Functions", 2, "Fkt_2", "fkt_name"), "nope", "Functions[2].Fkt_2.fkt_name: "),
+    (("Functions", 2, "Fkt_2", "num_process"), -1, "Functions[2].Fkt_2.num_process: expected an integer >= 1, got -1"),
+    (
+        ("Functions", 3, "Fkt_3", "RB_assign", "RB_9"),
+        "read",
+        "Functions[3].Fkt_3.RB_assign.RB_9: unknown buffer 'RB_9'; buffers defined: RB_1, RB_2",
+    ),
+    (
+        ("Functions", 3, "Fkt_3", "RB_assign", "RB_2"),
+        "raed",
+        "Functions[3].Fkt_3.RB_assign.RB_2: expected one of read, write, observe, got 'raed'",
+    ),
+    (
+        ("Functions", 3, "Fkt_3", "config_file"),
+        "config/missing.yaml",
+        "Functions[3].Fkt_3.config_file: config file not found: ",
+    ),
+    (("Functions", 0, "Fkt_main", "runtime"), -5, "Functions[0].Fkt_main.runtime: expected a number >= 0, got -5"),
+    (
+        ("Functions", 0, "Fkt_main", "runevents"),
+        "many",
+        "Functions[0].Fkt_main.runevents: expected an integer >= 0, got 'many'",
+    ),
+    (("RingBuffer",), KeyError, "RingBuffer: missing; expected a list of buffers"),
+    (("KBD_control",), "yes please", "KBD_control: expected true or false, got 'yes please'"),
+]
+
+
+@pytest.mark.parametrize("path,value,message", BAD, ids=[".".join(map(str, b[0])) for b in BAD])
+def test_bad_setup_matrix(chain, path, value, message):
+    d = base(chain)
+    _set(path)(d, value)
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupError) as info:
+        load_setup(setup)
+    assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
+
+
+def test_missing_function_lists_what_is_there(chain):
+    d = base(chain)
+    d["Functions"][2]["Fkt_2"]["fkt_name"] = "selekt"
+    with pytest.raises(SetupError) as info:
+        load_setup(write_setup(chain, d))
+    msg = str(info.value)
+    assert "has no function 'selekt'" in msg and "select" in msg and "filter.py" in msg
+
+
+def test_module_that_fails_to_import(chain):
+    (chain / "modules" / "broken.py").write_text("def f(:\n")
+    d = base(chain)
+    d["Functions"][2]["Fkt_2"]["file_name"] = "modules/broken"
+    with pytest.raises(SetupError) as info:
+        load_setup(write_setup(chain, d))
+    assert "Functions[2].Fkt_2.file_name: importing" in str(info.value) and "SyntaxError" in str(info.value)
+
+
+def test_all_errors_reported_together(chain):
+    d = base(chain)
+    d["RingBuffer"][0]["RB_1"]["number_of_slots"] = 0
+    d["Functions"][3]["Fkt_3"]["num_process"] = "two"
+    with pytest.raises(SetupError) as info:
+        load_setup(write_setup(chain, d))
+    assert len(info.value.errors) == 2
+
+
+def test_not_yaml_and_missing_file(chain, tmp_path):
+    with pytest.raises(SetupError, match=r"setup.yaml: not valid YAML"):
+        load_setup(write_setup(chain, "RingBuffer: [\n"))
+    with pytest.raises(SetupError, match=r"nothere.yaml: setup file not found"):
+        load_setup(tmp_path / "nothere.yaml")
+
+
+def test_unknown_keys_warn(chain, caplog):
+    d = base(chain)
+    d["RingBuffer"][0]["RB_1"]["colour"] = "blue"
+    d["Extra"] = 1
+    s = load_setup(write_setup(chain, d))
+    assert any("RingBuffer[0].RB_1.colour: unknown key" in w for w in s.warnings)
+    assert any("Extra: unknown key" in w for w in s.warnings)
+    assert "colour" in caplog.text
+
+
+def test_run_name():
+    assert run_name("lifetime_setup.yaml") == "lifetime"
+    assert run_name("simulsetup.yaml") == "simul"
+    assert run_name("setup.yaml") == "setup"
+    assert run_name("daq.yaml") == "daq"
+
+
+def test_cli_rejects_bad_setup_before_starting(chain, tmp_path):
+    d = base(chain)
+    d["RingBuffer"][1]["RB_2"]["number_of_slots"] = "abc"
+    setup = write_setup(chain, d)
+    out = tmp_path / "out"
+    res = run_cli(["run", setup, "--headless", "--output", out], timeout=60)
+    assert res.returncode == 2
+    assert f"{setup}: RingBuffer[1].RB_2.number_of_slots: expected an integer >= 1, got 'abc'" in res.stderr
+    assert not out.exists()  # nothing was started, no run folder made
+    assert not (chain / "produced.txt").exists()
