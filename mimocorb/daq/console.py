@@ -37,8 +37,10 @@ class Console:
     def _width(self) -> int:
         return shutil.get_terminal_size((120, 24)).columns - 1
 
-    def message(self, text: str) -> None:
-        """Print a message line (above the status line on a terminal)."""
+    def message(self, text: str, level: int = 0) -> None:
+        """Print a message line (above the status line on a terminal) if ``verbose >= level``."""
+        if self.verbose < level:
+            return
         with self._lock:
             try:
                 if self.tty and self._status:

@@ -296,7 +296,7 @@ class RunControl:
         self._status = RunStatus("ready", 0.0, 0.0, workers=self._worker_states())
         logger.info("set up %d buffers and %d workers from %s", len(self.buffers), len(self.workers), s.path)
         if self.verbose >= 2:
-            self.console.message(self.layout())
+            self.console.message(self.layout(), level=1)
 
     def layout(self) -> str:
         """Buffers and functions of the setup, as text."""
@@ -322,7 +322,7 @@ class RunControl:
             self._pause_start = time.monotonic()
             self.state = "paused"
         logger.info("run paused")
-        self.console.message("paused (r to resume)" if not self.headless else "paused")
+        self.console.message("paused (r to resume)" if not self.headless else "paused", level=1)
 
     def resume(self) -> None:
         """Resume data taking after :meth:`pause`."""
@@ -336,7 +336,7 @@ class RunControl:
                 self._pause_start = None
             self.state = "running"
         logger.info("run resumed")
-        self.console.message("resumed")
+        self.console.message("resumed", level=1)
 
     def stop(self, reason: str = "stopped by operator") -> None:
         """Ask the run to end; :meth:`run` then shuts everything down in order. Safe from signal handlers."""
@@ -377,11 +377,11 @@ class RunControl:
         try:
             self._start_workers()
             if self.runtime > 0:
-                self.console.message(f"run ends after {self.runtime:g} s")
+                self.console.message(f"run ends after {self.runtime:g} s", level=1)
             if self.runevents > 0:
-                self.console.message(f"run ends after {self.runevents} events")
+                self.console.message(f"run ends after {self.runevents} events", level=1)
             if not self.headless and self.setup_spec.kbd_control and keys.start():
-                self.console.message(KEY_HELP)
+                self.console.message(KEY_HELP, level=1)
             self._loop()
         except KeyboardInterrupt:
             self.stop("interrupted (Ctrl-C)")
@@ -441,7 +441,7 @@ class RunControl:
         self._t_start = time.monotonic()
         with self._lock:
             self.state = "running"
-        self.console.message(f"{len(self.workers)} workers started {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        self.console.message(f"{len(self.workers)} workers started {time.strftime('%Y-%m-%d %H:%M:%S')}", level=1)
 
     def _snapshot(self) -> list[BufferSnapshot]:
         snaps = []
@@ -497,7 +497,7 @@ class RunControl:
                 break
             time.sleep(POLL_INTERVAL)
         self.console.end_status()
-        self.console.message(f"stopping: {self.stop_reason}")
+        self.console.message(f"stopping: {self.stop_reason}", level=1)
 
     def _publish_status(self, snaps: list[BufferSnapshot], show: bool = True) -> None:
         """Status over the last interval: rates from event counts, dead time event-weighted."""
