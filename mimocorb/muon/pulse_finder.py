@@ -50,8 +50,11 @@ try:  # SciPy's compiled kernels behind find_peaks; fall back to the public API.
     )
 except ImportError:  # pragma: no cover - depends on the SciPy version
     _peak_prominences = None
-    _peak_widths = None
     _select_by_peak_distance = None
+
+    def _peak_widths(x, peaks, rel_height, prominences, left_bases, right_bases):  # noqa: ANN001, ANN202
+        return peak_widths(x, peaks, rel_height=rel_height, prominence_data=(prominences, left_bases, right_bases))
+
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +211,7 @@ class PulseFinder:
         self.channel_names = names
         self.nch = len(names)
         self.scaling = np.array([float(self.config.get(f"{ch}_scaling", 1.0)) for ch in names])
+        self._scaled = bool(np.any(self.scaling != 1.0))
         self.dtype = np.dtype(output_dtype(names))
         self._n = -1  # work arrays are rebuilt for the new layout
 
@@ -231,15 +235,16 @@ class PulseFinder:
     def _prepare(self, n: int) -> None:
         """Allocate the inf-separated work array for ``n`` samples per channel."""
         self._n = n
-        self._work = np.full(1 + self.nch * (n + 1), np.inf)
+        size = 1 + self.nch * (n + 1)
+        self._work = np.full(size, np.inf)
         # view (nch, n) of the channel samples; column n of the reshape is the separator
         self._view = self._work[1:].reshape(self.nch, n + 1)[:, :n]
         self._offsets = 1 + np.arange(self.nch) * (n + 1)
         self._shift = np.zeros(self.nch)  # work value + shift = height above baseline
-        empty_f, empty_i = np.empty(0), np.empty(0, np.intp)
-        self._veto_k = 16
-        self._veto_steps = np.arange(-self._veto_k, 1)
-        self._no_peaks = (empty_i, empty_f, empty_i, empty_i, empty_f, empty_f, empty_f)
+        # loose search bounds for peak widths: the ends of the work array
+        self._lo = np.zeros(self.nch * n, dtype=np.intp)
+        self._hi = np.full(self.nch * n, size - 1, dtype=np.intp)
+        self._no_peaks = (np.empty(0, np.intp), np.empty(0))
 
     # ------------------------------------------------------------------- input
     def load(self, event: np.ndarray) -> np.ndarray:
@@ -261,7 +266,7 @@ class PulseFinder:
         ndarray
             View ``(channels, samples)`` of the loaded traces.
         """
-        scaled = bool(np.any(self.scaling != 1.0))
+        scaled = self._scaled
         if event.dtype.names is not None:
             names = event.dtype.names
             if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
@@ -294,7 +299,7 @@ class PulseFinder:
             v -= mn[:, None]
             shift[:] = mn
         elif event.dtype.names is None:
-            mn = event.min(axis=1)
+            mn = np.minimum.reduce(event, axis=1)
             np.subtract(event, mn[:, None], out=v)
             shift[:] = mn - self.baseline_mv
         else:
@@ -305,19 +310,24 @@ class PulseFinder:
         return v
 
     # ------------------------------------------------------------------- peaks
-    def _peaks_fast(self) -> Tuple[np.ndarray, ...]:
-        """Peaks of all channels in work-array coordinates (see module notes)."""
+    def _peaks_fast(self) -> Tuple[np.ndarray, np.ndarray]:
+        """Peaks and prominences of all channels, in work-array coordinates.
+
+        See the module notes; :meth:`_fast_details` gives the other properties.
+        """
         x = self._work
         p_min = self.prominence_secondary
+        # candidates, with the +inf separators (they bound every search)
         c = np.flatnonzero(x >= p_min * (1.0 - 1e-12))
-        c = c[c % (self._n + 1) != 0]  # drop the +inf separators
-        if c.size == 0:
-            return self._no_peaks
         xc = x[c]
-        rising = x[c - 1] < xc
-        right = x[c + 1]
-        peaks = c[rising & (right < xc)]
-        flat = c[rising & (right == xc)]
+        finite = xc != np.inf
+        cf, xcf = c[finite], xc[finite]
+        if cf.size == 0:
+            return self._no_peaks
+        rising = x[cf - 1] < xcf
+        right = x[cf + 1]
+        peaks = cf[rising & (right < xcf)]
+        flat = cf[rising & (right == xcf)]
         if flat.size:  # plateaus: the peak is the middle of the flat top, as in SciPy
             extra = []
             for i in flat:
@@ -328,31 +338,55 @@ class PulseFinder:
                     extra.append((i + j - 1) // 2)
             if extra:
                 peaks = np.sort(np.concatenate([peaks, np.array(extra, dtype=np.intp)]))
-        peaks = peaks.astype(np.intp, copy=False)
         if peaks.size == 0:
             return self._no_peaks
-        keep = _select_by_peak_distance(peaks, x[peaks], self.distance)
-        peaks = peaks[keep]
-        # Cheap exact veto before the (whole-trace) prominence scan: if a higher sample
-        # lies within k samples to the left, the left base is within those k samples,
-        # so the prominence is at most x[p] - min(x[p-k+1 .. p]).
-        k = self._veto_k
-        win = x[np.maximum(peaks[:, None] + self._veto_steps, 0)]
-        higher_left = win[:, :k].max(axis=1) > x[peaks]
-        bound = x[peaks] - win[:, 1:].min(axis=1)
-        peaks = peaks[~(higher_left & (bound < p_min))]
-        if peaks.size == 0:
-            return self._no_peaks
-        prom, lb, rb = _peak_prominences(x, peaks, -1)
+        peaks = peaks[_select_by_peak_distance(peaks, x[peaks], self.distance)]
+        # Compressed trace: every candidate as is, every gap of non-candidates (all
+        # below any candidate peak) replaced by its minimum. The prominence scans stop
+        # at the same samples and see the same minima, so the prominences are exact.
+        idx = np.empty(2 * c.size - 1, dtype=np.intp)
+        idx[0::2] = c
+        idx[1::2] = c[:-1] + 1
+        z = np.minimum.reduceat(x, idx)
+        zpeaks = 2 * np.searchsorted(c, peaks)
+        prom, zlb, zrb = _peak_prominences(z, zpeaks, -1)
         keep = prom >= p_min
-        peaks, prom, lb, rb = peaks[keep], prom[keep], lb[keep], rb[keep]
-        widths, _, lips, rips = _peak_widths(x, peaks, 0.5, prom, lb, rb)
-        keep = widths >= self.width
-        return peaks[keep], prom[keep], lb[keep], rb[keep], widths[keep], lips[keep], rips[keep]
+        peaks, prom = peaks[keep], prom[keep]
+        # The width search stops at the first sample at or below its height, which is
+        # never beyond the base (the base is lower still), so the ends of the work array
+        # bound it as well as the exact bases do.
+        k = peaks.size
+        widths, _, lips, rips = _peak_widths(x, peaks, 0.5, prom, self._lo[:k], self._hi[:k])
+        keep2 = widths >= self.width
+        self._fast_state = (c, zlb[keep][keep2], zrb[keep][keep2], widths[keep2], lips[keep2], rips[keep2])
+        return peaks[keep2], prom[keep2]
 
-    def _peaks_naive(self) -> Tuple[np.ndarray, ...]:
+    def _fast_details(self) -> Tuple[np.ndarray, ...]:
+        """Bases (as SciPy reports them), widths and interpolated positions of the
+        peaks of the last :meth:`_peaks_fast` call."""
+        x = self._work
+        c, zlb, zrb, widths, lips, rips = self._fast_state
+        lb = np.empty(zlb.size, dtype=np.intp)
+        rb = np.empty(zrb.size, dtype=np.intp)
+        for k, (zl, zr) in enumerate(zip(zlb.tolist(), zrb.tolist())):
+            j = zl >> 1
+            if zl & 1:  # in the gap after candidate j: the minimum nearest the peak
+                lo, hi = c[j] + 1, max(c[j + 1], c[j] + 2)
+                gap = x[lo:hi]
+                lb[k] = lo + gap.size - 1 - int(np.argmin(gap[::-1]))
+            else:
+                lb[k] = c[j]
+            j = zr >> 1
+            if zr & 1:
+                lo, hi = c[j] + 1, max(c[j + 1], c[j] + 2)
+                rb[k] = lo + int(np.argmin(x[lo:hi]))
+            else:
+                rb[k] = c[j]
+        return lb, rb, widths, lips, rips
+
+    def _peaks_naive(self) -> Tuple[np.ndarray, np.ndarray]:
         """``find_peaks`` on each whole trace (the reference), in work-array coordinates."""
-        keys = ("prominences", "left_bases", "right_bases", "widths", "left_ips", "right_ips")
+        keys = ("left_bases", "right_bases", "widths", "left_ips", "right_ips")
         parts: List[List[np.ndarray]] = [[] for _ in range(7)]
         for i in range(self.nch):
             p, props = find_peaks(
@@ -360,14 +394,15 @@ class PulseFinder:
             )
             off = self._offsets[i]
             parts[0].append(p + off)
-            for j, key in enumerate(keys, start=1):
-                parts[j].append(props[key] if key in ("prominences", "widths") else props[key] + off)
-        return tuple(np.concatenate(part) for part in parts)
+            parts[1].append(props["prominences"])
+            for j, key in enumerate(keys, start=2):
+                parts[j].append(props[key] if key == "widths" else props[key] + off)
+        full = tuple(np.concatenate(part) for part in parts)
+        self._naive_details = full[2:]
+        return full[0], full[1]
 
-    def _run(self, event: np.ndarray, fast: Optional[bool]) -> Tuple[np.ndarray, ...]:
-        self.load(event)
-        use_fast = self.fast if fast is None else (fast and _select_by_peak_distance is not None)
-        return self._peaks_fast() if use_fast else self._peaks_naive()
+    def _use_fast(self, fast: Optional[bool]) -> bool:
+        return self.fast if fast is None else (bool(fast) and _select_by_peak_distance is not None)
 
     def _positions(self, peaks: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
         ch = (peaks - 1) // (self._n + 1)
@@ -388,9 +423,17 @@ class PulseFinder:
         list of dict
             Per channel: ``positions`` (samples), ``heights`` (mV above baseline,
             scaled), ``prominences``, ``widths``, ``left_ips``, ``right_ips``,
-            ``left_bases``, ``right_bases`` (positions in samples of the channel).
+            ``left_bases``, ``right_bases`` (positions in samples of the channel), as
+            :func:`scipy.signal.find_peaks` gives them for the whole trace.
         """
-        peaks, prom, lb, rb, widths, lips, rips = self._run(event, fast)
+        self.load(event)
+        if self._use_fast(fast):
+            peaks, prom = self._peaks_fast()
+            details = self._fast_details() if peaks.size else (np.empty(0, np.intp),) * 2 + (np.empty(0),) * 3
+        else:
+            peaks, prom = self._peaks_naive()
+            details = self._naive_details
+        lb, rb, widths, lips, rips = details
         ch, pos = self._positions(peaks)
         out = []
         for i in range(self.nch):
@@ -439,7 +482,8 @@ class PulseFinder:
         ``trigger_position_tolerance`` samples after the row's earliest peak; each
         channel contributes at most one peak per row.
         """
-        peaks = self._run(event, fast)[0]
+        self.load(event)
+        peaks = (self._peaks_fast() if self._use_fast(fast) else self._peaks_naive())[0]
         ch, pos = self._positions(peaks)
         chl, posl = ch.tolist(), pos.tolist()
         return [[(i, posl[k]) for i, k in enumerate(row) if k >= 0] for row in self._rows(chl, posl)]
@@ -473,12 +517,14 @@ class PulseFinder:
             event is rejected.
         """
         self.n_events += 1
-        found = self._run(event, fast)
-        peaks, prom = found[0], found[1]
+        self.load(event)
+        peaks, prom = self._peaks_fast() if self._use_fast(fast) else self._peaks_naive()
         if peaks.size < 2:
             return None
         ch, pos = self._positions(peaks)
         chl, posl = ch.tolist(), pos.tolist()
+        if max(posl) - min(posl) < self.tolerance and len(set(chl)) == len(chl):
+            return None  # a single coincidence (the common crossing muon)
         rows = self._rows(chl, posl)
         if len(rows) < 2:
             return None
@@ -496,7 +542,7 @@ class PulseFinder:
         if isig is None:
             return None
         self.n_accepted += 1
-        record = self._record(found, rows, posl)
+        record = self._record(peaks, prom, rows, posl)
         return Match(
             record=record,
             signature_index=isig,
@@ -513,16 +559,17 @@ class PulseFinder:
         m = self.analyse(event)
         return None if m is None else m.record
 
-    def _record(self, found: Tuple[np.ndarray, ...], rows: List[List[int]], posl: List[int]) -> np.ndarray:
-        peaks, prom, lb, rb = found[:4]
+    def _record(self, peaks: np.ndarray, prom: np.ndarray, rows: List[List[int]], posl: List[int]) -> np.ndarray:
         rec = np.zeros(1, dtype=self.dtype)
         x = self._work
         mean_pos = []
         for r, label in ((0, "1st"), (1, "2nd")):
             sel = [(i, k) for i, k in enumerate(rows[r]) if k >= 0]
             ks = np.array([k for _, k in sel], dtype=np.intp)
-            # integral over the full width at 10 % of the prominence
-            _, _, lips, rips = peak_widths(x, peaks[ks], rel_height=0.9, prominence_data=(prom[ks], lb[ks], rb[ks]))
+            # integral over the full width at 10 % of the prominence (the ends of the
+            # work array bound the search as well as the bases, see _peaks_fast)
+            n = ks.size
+            _, _, lips, rips = _peak_widths(x, peaks[ks], 0.9, prom[ks], self._lo[:n], self._hi[:n])
             for (i, k), a, b in zip(sel, lips, rips):
                 name = self.channel_names[i]
                 lo = int(np.floor(a))
