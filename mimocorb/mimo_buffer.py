@@ -101,7 +101,7 @@ def _check_count(name: str, value: Any) -> int:
 # owner lifecycle: unlink at exit and on SIGTERM
 # ---------------------------------------------------------------------------
 
-_owned: "weakref.WeakValueDictionary[str, NewBuffer]" = weakref.WeakValueDictionary()
+_owned: weakref.WeakValueDictionary[str, NewBuffer] = weakref.WeakValueDictionary()
 _owned_lock = threading.Lock()
 _name_counter = itertools.count()
 _sigterm_installed = False
@@ -145,7 +145,7 @@ def _install_sigterm_handler() -> None:
 # attaching from a setup dict
 # ---------------------------------------------------------------------------
 
-_segments: "weakref.WeakValueDictionary[tuple, _ringbuf.Segment]" = weakref.WeakValueDictionary()
+_segments: weakref.WeakValueDictionary[tuple, _ringbuf.Segment] = weakref.WeakValueDictionary()
 
 _REQUIRED_KEYS = ("number_of_slots", "values_per_slot", "dtype", "shm_name", "token", "dtype_hash", "role")
 
@@ -423,8 +423,7 @@ class NewBuffer:
     def __repr__(self) -> str:
         state = "closed" if self._closed else _ringbuf.STATE_NAMES.get(self._seg.state, "?")
         return (
-            f"<NewBuffer {self.name}: {self.number_of_slots} slots x {self.values_per_slot} "
-            f"{self._np_dtype}, {state}>"
+            f"<NewBuffer {self.name}: {self.number_of_slots} slots x {self.values_per_slot} {self._np_dtype}, {state}>"
         )
 
     # -- statistics ---------------------------------------------------------
@@ -498,6 +497,7 @@ class NewBuffer:
             "lost": lost_total,
             "rate": (snap["published"] - self._n_last) / elapsed,
             "deadtime_sum": snap["deadtime_sum"],
+            "deadtime": snap["deadtime_sum"] / snap["published"] if snap["published"] else 0.0,
             "groups": groups,
             "writers_alive": sum(1 for p in snap["procs"] if p["role"] == 1),
             "readers_alive": sum(1 for p in snap["procs"] if p["role"] == 2),

@@ -17,7 +17,6 @@ from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
 import os
-import time
 
 cdef extern from "<sys/mman.h>" nogil:
     void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
@@ -244,7 +243,7 @@ cdef class Segment:
                uint64_t token, uint64_t dtype_hash):
         """Create, size, reserve (no SIGBUS later) and initialise a new segment."""
         cdef Segment seg = Segment.__new__(Segment)
-        hdr_b, slots_b, done_b, data_b, total, stride = layout_sizes(nslots, payload_bytes)
+        hdr_b, slots_b, done_b, _data_b, total, stride = layout_sizes(nslots, payload_bytes)
         cdef bytes bname = name.encode()
         free = _shm_free_bytes()
         if 0 <= free < total:
@@ -317,7 +316,7 @@ cdef class Segment:
             v = h.version
             seg.close()
             raise RingError(f"segment {name!r} has layout version {v}, this mimocorb reads version {RB_VERSION}")
-        hdr_b, slots_b, done_b, data_b, total, stride = layout_sizes(h.nslots, h.payload_bytes)
+        hdr_b, slots_b, done_b, _data_b, total, stride = layout_sizes(h.nslots, h.payload_bytes)
         if (h.total_bytes != total or h.total_bytes > seg.size or h.slot_stride != stride
                 or h.data_offset != hdr_b + slots_b + done_b):
             seg.close()
@@ -865,13 +864,13 @@ cdef class WriterCore(_Endpoint):
         cdef double t_end
         cdef int r
         cdef uint32_t v
-        cdef int i
+        cdef int _i
         if self._has_space(last):
             return W_OK
         t_end = rb_mono_time() + self.spin_s
         while True:
             # spin a little: the readers are usually a few hundred ns behind
-            for i in range(64):
+            for _i in range(64):
                 rb_cpu_relax()
                 if self._has_space(last):
                     return W_OK
@@ -910,9 +909,16 @@ cdef class WriterCore(_Endpoint):
 
     cdef void _void_claim(self) noexcept nogil:
         """Give back claimed sequences that were never filled (end of run, signal)."""
+        self._abandon_claim(True)
+
+    cdef void _abandon_claim(self, bint void) noexcept nogil:
+        """Readers skip the held sequences; unless `void` (nothing was ever
+        written into them) each counts as lost for every group."""
         cdef uint64_t q
         for q in range(self.held, self.held + self.held_n):
-            rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | VOID_BIT)
+            rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | (VOID_BIT if void else 0))
+            if not void:
+                rb_add64(&self.hdr.abandoned_total, 1)
         self.held_n = 0
         rb_store_sc32(&self.me.held_n, 0)
         rb_wake_if_sleepers(&self.hdr.data_futex, &self.hdr.data_sleepers)
@@ -1047,21 +1053,26 @@ cdef class WriterCore(_Endpoint):
     def published_count(self):
         return self.own_count
 
+    def discard(self):
+        """Give back the slot(s) now held without publishing them; readers skip
+        them and they are counted as abandoned by a writer."""
+        if self.held_n:
+            self._abandon_claim(False)
+
     def close(self):
-        """Publish what is held (nothing written is lost) and leave the registry."""
+        """Leave the registry. A slot still held (taken by get_new_buffer() but
+        never published with process_buffer()) may be half-written: it is not
+        published but counted as abandoned."""
         if self.hdr == NULL:
             return
         if self.held_n:
-            if rb_load_acq32(&self.hdr.state) < RB_CLOSED:
-                self._publish()
-            else:
-                self._void_claim()
+            self._abandon_claim(False)
         self._unregister()
 
     def __dealloc__(self):
         if self.hdr != NULL and self.me != NULL and self.seg is not None and self.seg.mapped:
             if self.held_n:
-                self._publish()
+                self._abandon_claim(False)
             self._unregister()
 
 
@@ -1160,13 +1171,13 @@ cdef class ReaderCore(_Endpoint):
         """Wait for events until the monotonic deadline t_end (< 0: none)."""
         cdef rb_header *h = self.hdr
         cdef double t_spin_end
-        cdef int r, i
+        cdef int r, _i
         cdef uint32_t v, st
         if self._try_claim(k):
             return W_OK
         t_spin_end = rb_mono_time() + self.spin_s
         while True:
-            for i in range(64):
+            for _i in range(64):
                 rb_cpu_relax()
                 if self._try_claim(k):
                     return W_OK
@@ -1338,8 +1349,8 @@ cdef class ObserverCore:
         cdef rb_header *h = self.hdr
         cdef uint64_t w, lo, s, idx
         cdef rb_slot *sl
-        cdef int attempt
-        for attempt in range(100):
+        cdef int _attempt
+        for _attempt in range(100):
             w = rb_load_acq64(&h.write_claim)
             lo = w - self.nslots if w > self.nslots else 0
             if lo < after:

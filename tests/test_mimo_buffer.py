@@ -115,7 +115,7 @@ def test_one_member_group_keeps_order_and_metadata(procs):
     procs.start(rw.write_sequence, buf.new_writer(), 0, 5000)
     procs.procs[1].join(60)
     buf.shutdown()
-    (_, got), = drain(q, 1)
+    ((_, got),) = drain(q, 1)
     procs.join()
     assert [v for v, _, _ in got] == list(range(5000))
     assert [c for _, _, c in got] == list(range(5000))
@@ -306,7 +306,7 @@ def test_shutdown_delivers_what_was_published_then_exits(procs):
     w.process_buffer()
     procs.start(rw.read_all, setup, q)
     assert buf.shutdown(timeout=10)
-    (_, got), = drain(q, 1)
+    ((_, got),) = drain(q, 1)
     assert [v for v, _, _ in got] == list(range(50))
     with pytest.raises(SystemExit):
         w.get_new_buffer()
@@ -365,7 +365,7 @@ def test_setup_dicts_work_with_fork_and_spawn(method, request):
     p.procs[1].join(60)
     buf.shutdown()
     try:
-        (_, got), = drain(q, 1)
+        ((_, got),) = drain(q, 1)
     except queue_mod.Empty:
         pytest.fail("reader sent nothing")
     assert [v for v, _, _ in got] == list(range(200))
@@ -410,3 +410,25 @@ def test_buffer_status_and_stats():
         assert not buf.paused
         r.close()
         w.close()
+
+
+def test_writer_closed_while_holding_a_slot_does_not_publish_it():
+    """A half-written slot (taken, never published) is skipped and counted, not delivered."""
+    with bm.NewBuffer(4, 1, np.int32) as buf:
+        r = bm.Reader(buf.new_reader_group())
+        w = bm.Writer(buf.new_writer())
+        w.put(np.array([1], np.int32))
+        w.get_new_buffer()[0] = 42  # never published
+        w.close()
+        w2 = bm.Writer(buf.new_writer())
+        w2.put(np.array([2], np.int32))
+        assert [int(r.get()[0]), int(r.get()[0])] == [1, 2]
+        assert buf.stats()["groups"][0]["lost"]["abandoned_by_writer"] == 1
+        w3 = bm.Writer(buf.new_writer())
+        w3.get_new_buffer()
+        w3.discard()
+        w3.put(np.array([3], np.int32))
+        assert int(r.get()[0]) == 3
+        r.close()
+        w2.close()
+        w3.close()
