@@ -62,6 +62,14 @@ def main() -> None:
     print(f"pulse finder (fast)  : {r_fast:10.0f} events/s   (2-D float32 events)")
     r_slot = rate(lambda i: fast.analyse(slots[i]), n)
     print(f"pulse finder (fast)  : {r_slot:10.0f} events/s   (structured ring-buffer slots)")
+    batch = 32
+
+    def run_batch(i: int) -> None:
+        if i % batch == 0:
+            fast.analyse_batch(events[i : i + batch])
+
+    r_batch = rate(run_batch, n)
+    print(f"pulse finder (batch) : {r_batch:10.0f} events/s   (analyse_batch, {batch} events per call)")
     m = max(n // 5, 200)
     r_naive = rate(lambda i: naive.analyse(events[i]), m)
     print(f"find_peaks everywhere: {r_naive:10.0f} events/s   (reference, same results)")

@@ -194,3 +194,31 @@ def test_fast_path_equals_find_peaks_on_whole_traces():
             n_acc += 1
             assert ra.record.tobytes() == rb.record.tobytes() and ra.signature_index == rb.signature_index
     assert n_acc > 100
+
+
+def test_batch_equals_single_events():
+    sim = pulseSimulator(
+        {
+            "number_of_samples": N,
+            "sample_time_ns": 4,
+            "pre_trigger_samples": PRE,
+            "analogue_offset": -0.48,
+            "trigger_level": -440,
+            "seed": 78,
+            "prb2ndPulse": 0.5,
+        }
+    )
+    sim.init(4, N, CHANNELS)
+    events = np.stack([sim().copy() for _ in range(96)])
+    single = PulseFinder(config())
+    batch = PulseFinder(config())
+    want = [single.analyse(e) for e in events]
+    slots = np.stack([to_structured(e) for e in events])
+    for data in (events, slots):
+        got = batch.analyse_batch(data[:50]) + batch.analyse_batch(data[50:])
+        assert len(got) == len(want)
+        for a, b in zip(want, got):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert a.record.tobytes() == b.record.tobytes() and a.direction == b.direction
+    assert sum(m is not None for m in want) > 20

@@ -26,8 +26,16 @@ gives the same peaks as ``find_peaks`` on the whole trace, by these steps:
    distance; a higher peak is itself a candidate, so filtering the candidates alone
    keeps exactly the candidates the full filter keeps. Non-candidate peaks would fail
    the prominence cut anyway.
-4. Prominences and widths are computed by SciPy's own routines on the full work array
-   for the surviving candidates only, so their values are identical.
+4. Prominences are computed by SciPy's own kernel on a compressed trace: every
+   candidate sample as is, every run of non-candidates replaced by its minimum. A
+   prominence scan stops only at a higher sample (always a candidate or a separator)
+   and takes the minimum of what it passed, so the values are exact. Widths are
+   computed by SciPy's kernel on the full trace; their search stops at the first
+   sample at or below the half height, before the base, so it needs no base.
+
+Per event this is 5-8x faster than ``find_peaks`` on every trace; most of the
+remaining time is the fixed cost of ~40 small NumPy calls, which
+:meth:`PulseFinder.analyse_batch` shares among many events.
 
 The only theoretical difference is the tie order of two candidate peaks of exactly
 equal height within the distance (SciPy's sort of all peaks versus of the candidates).
@@ -212,6 +220,8 @@ class PulseFinder:
         self.nch = len(names)
         self.scaling = np.array([float(self.config.get(f"{ch}_scaling", 1.0)) for ch in names])
         self._scaled = bool(np.any(self.scaling != 1.0))
+        self._packed_dtype = None  # structured dtype last checked by _check_structured
+        self._packed = False
         self.dtype = np.dtype(output_dtype(names))
         self._n = -1  # work arrays are rebuilt for the new layout
 
@@ -250,6 +260,24 @@ class PulseFinder:
         self._no_peaks = (np.empty(0, np.intp), np.empty(0))
 
     # ------------------------------------------------------------------- input
+    def _check_structured(self, event: np.ndarray) -> None:
+        """Validate a structured event's layout; remember whether it is packed float32."""
+        names = event.dtype.names
+        if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
+            self._set_channels(list(names))
+        missing = [ch for ch in self.channel_names if ch not in names]
+        if missing:
+            raise ValueError(f"PulseFinder: event lacks channel fields {missing}, has {list(names)}")
+        if event.ndim != 1:
+            raise ValueError(f"PulseFinder: a structured event must be 1-D, got shape {event.shape}")
+        fields = event.dtype.fields
+        self._packed = (
+            event.dtype.itemsize == 4 * self.nch
+            and all(fields[ch][0] == np.dtype(np.float32) for ch in self.channel_names)
+            and [fields[ch][1] for ch in self.channel_names] == [4 * i for i in range(self.nch)]
+        )
+        self._packed_dtype = event.dtype
+
     def load(self, event: np.ndarray) -> np.ndarray:
         """Copy one event into the work array, shifted so each channel's minimum is 0.
 
@@ -271,17 +299,20 @@ class PulseFinder:
         """
         scaled = self._scaled
         if event.dtype.names is not None:
-            names = event.dtype.names
-            if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
-                self._set_channels(list(names))
-            missing = [ch for ch in self.channel_names if ch not in names]
-            if missing:
-                raise ValueError(f"PulseFinder: event lacks channel fields {missing}, has {list(names)}")
-            if event.ndim != 1:
-                raise ValueError(f"PulseFinder: a structured event must be 1-D, got shape {event.shape}")
+            if event.dtype is not self._packed_dtype:
+                self._check_structured(event)
             n = event.shape[0]
             if n != self._n or self._k != 1:
                 self._prepare(n)
+            if self._packed and event.flags.c_contiguous and not scaled:
+                # all channels float32, packed in channel order: copy through one 2-D
+                # view (a reduction over the interleaved layout would be slow)
+                v = self._view
+                np.copyto(v, event.view(np.float32).reshape(n, self.nch).T)
+                mn = np.minimum.reduce(v, axis=1)
+                v -= mn[:, None]
+                self._shift[:] = mn - self.baseline_mv
+                return v
             traces = [event[ch] for ch in self.channel_names]
         else:
             if event.ndim != 2 or event.shape[0] != self.nch:
