@@ -1,0 +1,168 @@
+"""``python -m benchmarks [--quick]``: every case, one table, one JSON file.
+
+Exit status 0 when every case ran and every event was verified; speed
+targets are reported (pass/miss), never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from functools import partial
+
+from . import latency, machine, profile_small, report, throughput
+from .events import BIG, SMALL
+from .procs import CaseError, leftover_segments
+from .transports import peers
+
+log = logging.getLogger("benchmarks")
+
+
+def best_of(fn, reps: int, key: str, higher: bool = True):
+    """Best of `reps` runs of fn() by result[key]; all runs must succeed."""
+    runs = [fn() for _ in range(reps)]
+    pick = max if higher else min
+    best = pick(runs, key=lambda r: r[key])
+    best = dict(best)
+    best["runs"] = [r[key] for r in runs]
+    return best
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="about a second per case (CI)")
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"), help="JSON directory")
+    ap.add_argument("--no-json", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    dur, reps = (0.5, 1) if args.quick else (1.0, 3)
+    lat_s, lat_reps = (1.0, 1) if args.quick else (2.0, 2)
+    blocked_s = 1.0 if args.quick else 5.0
+    t_start = time.monotonic()
+    results: dict = {
+        "machine": machine.describe(),
+        "quick": args.quick,
+        "clock": latency.clock_info(),
+        "settings": {
+            "duration_s": dur,
+            "repetitions": reps,
+            "latency_s": lat_s,
+            "latency_repetitions": lat_reps,
+            "rate": latency.RATE,
+            "batch": throughput.BATCH,
+        },
+    }
+    peer_list, notes = peers()
+    results["notes"] = list(notes)
+    errors = []
+
+    def guarded(what, fn):
+        try:
+            return fn()
+        except CaseError as exc:
+            errors.append(f"{what}: {exc}")
+            log.error("FAILED %s: %s", what, exc)
+            return {"skipped": f"failed: {exc}"}
+
+    # -- throughput -----------------------------------------------------------
+    tp: dict = {}
+    for kind in (SMALL, BIG):
+        for label, nw, ng, nm in throughput.TOPOLOGIES:
+            key = f"{kind.name}, {label}"
+            tp[key] = {}
+            for peer in peer_list:
+                log.info("throughput %-28s %s", key, peer.name)
+                tp[key][peer.name] = guarded(
+                    f"{key} {peer.name}",
+                    partial(best_of, partial(throughput.run_case, peer, kind, nw, ng, nm, dur), reps, "events_per_s"),
+                )
+            if label == "1w->1r":
+                tp[key]["copy limit"] = best_of(partial(throughput.copy_limit, kind, dur), reps, "events_per_s")
+            if "faster-fifo" not in tp[key]:
+                tp[key]["faster-fifo"] = {"skipped": "not importable"}
+    results["throughput"] = tp
+
+    # -- batch ------------------------------------------------------------------
+    log.info("batch calls")
+    batch = {
+        "mimocorb": guarded(
+            "batch mimocorb", lambda: best_of(lambda: throughput.batch_case("mimocorb", dur), reps, "events_per_s")
+        )
+    }
+    if any(p.name == "faster-fifo" for p in peer_list):
+        batch["faster-fifo"] = guarded(
+            "batch faster-fifo",
+            lambda: best_of(lambda: throughput.batch_case("faster-fifo", dur), reps, "events_per_s"),
+        )
+    batch["copy limit"] = best_of(lambda: throughput.batch_copy_limit(dur), reps, "events_per_s")
+    results["batch"] = batch
+
+    # -- latency ------------------------------------------------------------------
+    log.info("futex wake-up cost")
+    futex_runs = [latency.futex_cost(lat_s) for _ in range(lat_reps)]
+    results["futex"] = min(futex_runs, key=lambda r: (r.get("c") or r["python_ctypes"])["p50_us"])
+    lat: dict = {}
+    cases = [
+        ("mimocorb, sleeping wait (default)", "mimocorb", "sleep"),
+        ("mimocorb, futex only (no spin)", "mimocorb", "futex-only"),
+        ("mimocorb, spinning wait", "mimocorb", "spin"),
+        ("mp.Queue", "mp.Queue", None),
+    ]
+    if any(p.name == "faster-fifo" for p in peer_list):
+        cases.append(("faster-fifo", "faster-fifo", None))
+    for label, peer, mode in cases:
+        log.info("latency %s", label)
+        lat[label] = guarded(
+            f"latency {label}",
+            partial(best_of, partial(latency.latency_case, peer, lat_s, mode or "sleep"), lat_reps, "p50_us", False),
+        )
+    results["latency"] = lat
+    log.info("CPU of blocked processes (%.0f s)", blocked_s)
+    results["blocked_cpu"] = latency.blocked_cpu(blocked_s)
+
+    # -- profile --------------------------------------------------------------------
+    log.info("single-process profile of one small event")
+    results["profile_ns_per_event"] = profile_small.profile(0.3 if args.quick else 1.0)
+
+    results["targets"] = report.targets(results)
+    results["machine"]["loadavg_end"] = os.getloadavg()
+    results["elapsed_s"] = time.monotonic() - t_start
+    left = leftover_segments()
+    if left:
+        errors.append(f"segments left in /dev/shm: {left}")
+    results["errors"] = errors
+
+    m = results["machine"]
+    out = [
+        f"mimocorb {m['mimocorb']} on {m['cpu']}, {m['cores']} cores, Python {m['python']}, "
+        f"NumPy {m['numpy']}, faster-fifo {m['faster_fifo']}; load {m['loadavg_start'][0]:.2f} -> "
+        f"{m['loadavg_end'][0]:.2f}; {'quick' if args.quick else 'full'} run, best of {reps}",
+        "",
+    ]
+    out += report.throughput_table({**tp, f"{SMALL.name}, batch of {throughput.BATCH}": batch})
+    out += [""] + report.latency_table(lat, results["futex"])
+    bc = results["blocked_cpu"]
+    out += [""] + [
+        f"blocked {k} over {v['wall_s']:.1f} s: {100 * v['core_share']:.3f} % of a core" for k, v in bc.items()
+    ]
+    out += [
+        "",
+        "per-event cost, one process (ns): "
+        + ", ".join(f"{k} {v}" for k, v in results["profile_ns_per_event"].items()),
+    ]
+    out += [""] + report.targets_table(results["targets"])
+    out += ["", f"elapsed {results['elapsed_s']:.0f} s"] + [f"note: {n}" for n in notes]
+    if not args.no_json:
+        out.append(f"results: {report.write_json(results, args.out)}")
+    print("\n".join(out))
+    for e in errors:
+        print(f"ERROR: {e}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

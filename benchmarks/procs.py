@@ -1,0 +1,127 @@
+"""Start, synchronise and bound the processes of one benchmark case.
+
+Every process is forked, joined with a bound and killed if it hangs; results
+come back through one queue, each tagged with the process's role and index.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import queue
+import time
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+CTX = mp.get_context("fork")
+
+
+class CaseError(RuntimeError):
+    """A case did not finish cleanly (a process hung, failed or reported no result)."""
+
+
+class Procs:
+    """The processes of one case: ``add`` targets, ``start``, ``go``, ``collect``.
+
+    A target is called as ``target(report, go, *args)``: ``report(obj)``
+    sends its result, ``go`` is an Event the writers wait on so that every
+    process has attached before the clock starts.
+    """
+
+    def __init__(self) -> None:
+        self.results: Any = CTX.Queue()
+        self.go = CTX.Event()
+        self.procs: list[tuple[str, Any]] = []
+
+    def add(self, name: str, target: Callable, *args: Any) -> None:
+        def run(results=self.results, go=self.go) -> None:
+            try:
+                target(lambda obj: results.put((name, obj)), go, *args)
+            except BaseException as exc:  # SystemExit is how mimocorb readers end: let it through
+                if isinstance(exc, SystemExit) and not exc.code:
+                    return
+                results.put((name, {"error": repr(exc)}))
+                raise
+
+        self.procs.append((name, CTX.Process(target=run, name=f"bench-{name}", daemon=True)))
+
+    def start(self) -> None:
+        for _, p in self.procs:
+            p.start()
+
+    def wait_ready(self, names: list[str], timeout: float = 10.0) -> None:
+        """Wait for a ("ready") report from each named process."""
+        pending = set(names)
+        deadline = time.monotonic() + timeout
+        while pending:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CaseError(f"processes not ready after {timeout} s: {sorted(pending)}")
+            try:
+                name, obj = self.results.get(timeout=left)
+            except queue.Empty:
+                continue
+            if obj == "ready":
+                pending.discard(name)
+            elif isinstance(obj, dict) and "error" in obj:
+                raise CaseError(f"{name} failed while attaching: {obj['error']}")
+
+    def join(self, names: list[str], timeout: float) -> None:
+        """Join the named processes within `timeout` seconds in all; kill what hangs."""
+        deadline = time.monotonic() + timeout
+        hung = []
+        for name, p in self.procs:
+            if name in names:
+                p.join(max(0.0, deadline - time.monotonic()))
+                if p.is_alive():
+                    hung.append(name)
+        if hung:
+            self.kill()
+            raise CaseError(f"processes hung and were killed: {hung}")
+
+    def collect(self, names: list[str], timeout: float = 10.0) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        deadline = time.monotonic() + timeout
+        while len(out) < len(names):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise CaseError(f"no result from {sorted(set(names) - set(out))}")
+            try:
+                name, obj = self.results.get(timeout=left)
+            except queue.Empty:
+                continue
+            if obj == "ready":
+                continue
+            if isinstance(obj, dict) and "error" in obj:
+                raise CaseError(f"{name} failed: {obj['error']}")
+            out[name] = obj
+        return out
+
+    def kill(self) -> None:
+        for _, p in self.procs:
+            if p.is_alive():
+                p.kill()
+                p.join(2.0)
+
+    def close(self) -> None:
+        self.kill()
+        for _, p in self.procs:
+            if p.exitcode is None:
+                p.join(1.0)
+            try:
+                p.close()
+            except ValueError:
+                pass
+        self.results.close()
+        self.results.join_thread()
+
+
+def leftover_segments() -> list[str]:
+    """mimocorb segments of this process tree still in /dev/shm."""
+    try:
+        names = os.listdir("/dev/shm")
+    except OSError:
+        return []
+    return [n for n in names if n.startswith(f"mimocorb-{os.getpid()}-")]
