@@ -222,3 +222,69 @@ def test_batch_equals_single_events():
             if a is not None:
                 assert a.record.tobytes() == b.record.tobytes() and a.direction == b.direction
     assert sum(m is not None for m in want) > 20
+
+
+@pytest.mark.timeout(120)
+def test_calculate_decay_time_with_ring_buffers():
+    """The 1.x user function between two real ring buffers (threads, one process)."""
+    import threading
+
+    mimo_buffer = pytest.importorskip("mimocorb.mimo_buffer")
+    from mimocorb.muon.pulse_finder import calculate_decay_time
+
+    sim_cfg = {
+        "number_of_samples": N,
+        "sample_time_ns": 4,
+        "pre_trigger_samples": PRE,
+        "analogue_offset": -0.48,
+        "trigger_level": -440,
+        "seed": 99,
+        "prb2ndPulse": 0.5,
+    }
+    sim = pulseSimulator(sim_cfg)
+    sim.init(4, N, CHANNELS)
+    slot_dtype = [(c, "f4") for c in CHANNELS]
+    src = mimo_buffer.NewBuffer(16, N, slot_dtype)
+    snk = mimo_buffer.NewBuffer(256, 1, output_dtype(CHANNELS))
+    try:
+        sink_reader = mimo_buffer.Reader(snk.new_reader_group())
+        reader_setup = src.new_reader_group()
+        worker = threading.Thread(
+            target=calculate_decay_time,
+            kwargs={
+                "source_list": [reader_setup],
+                "sink_list": [snk.new_writer()],
+                "config_dict": config(),
+                "RB_1": "read",
+                "RB_2": "write",
+            },
+            daemon=True,
+        )
+        worker.start()
+        writer = mimo_buffer.Writer(src.new_writer())
+        reference = PulseFinder(config())
+        expected = []
+        for _ in range(200):
+            ev = sim()
+            slot = writer.get_new_buffer()
+            for i, c in enumerate(CHANNELS):
+                slot[c] = ev[i]
+            m = reference.analyse(ev)
+            if m is not None:
+                expected.append(m.record)
+        writer.process_buffer()
+        src.shutdown(timeout=20)
+        worker.join(30)
+        assert not worker.is_alive()
+        got = []
+        while sink_reader.data_available():
+            got.append(np.array(sink_reader.get()).copy())
+        sink_reader.release()
+        snk.shutdown(timeout=10)
+        assert len(expected) > 30
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            assert a.tobytes() == b.tobytes()
+    finally:
+        src.close()
+        snk.close()

@@ -333,12 +333,13 @@ class PulseFinder:
             v -= mn[:, None]
             shift[:] = mn
         elif event.dtype.names is None:
-            mn = np.minimum.reduce(event, axis=1)
+            # float64 minimum: the subtraction is then done (exactly) in float64
+            mn = np.minimum.reduce(event, axis=1).astype(np.float64)
             np.subtract(event, mn[:, None], out=v)
             shift[:] = mn - self.baseline_mv
         else:
             for i in range(self.nch):
-                mn = traces[i].min()
+                mn = float(traces[i].min())
                 np.subtract(traces[i], mn, out=v[i])
                 shift[i] = mn - self.baseline_mv
         return v
@@ -600,7 +601,7 @@ class PulseFinder:
                 v3[:, i, :] -= mn[:, None]
                 shift[:, i] = mn
             else:
-                mn = np.minimum.reduce(tr, axis=1)
+                mn = np.minimum.reduce(tr, axis=1).astype(np.float64)
                 np.subtract(tr, mn[:, None], out=v3[:, i, :])
                 shift[:, i] = mn - self.baseline_mv
         self.n_events += k
