@@ -99,7 +99,10 @@ def output_dtype(channel_names: Sequence[str] = DEFAULT_CHANNELS) -> List[Tuple[
     list of (str, str)
         ``decay_time`` (int32, ns) then, for ``1st`` and ``2nd`` pulse and each channel
         X: ``<k>_X_h`` (float32, mV above baseline), ``<k>_X_p`` (int32, samples; -1
-        when the channel has no pulse) and ``<k>_X_int`` (float32, mV ns).
+        when the channel has no pulse) and ``<k>_X_int`` (float32, mV ns: the sum of the
+        baseline-subtracted samples over the pulse's full width at 10 % of its
+        prominence, times the sample time). ``decay_time`` is the mean position of the
+        second pulses minus that of the first, times the sample time.
     """
     dtype: List[Tuple[str, str]] = [("decay_time", "int32")]
     for k in ("1st", "2nd"):
