@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import sys
 import threading
@@ -46,6 +47,8 @@ from mimocorb.daq.user_code import load_function
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
+#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
+HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
 
 def _worker_main(
@@ -431,11 +434,18 @@ class RunControl:
             return max((pos[b] for b in inputs), default=-1)
 
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # children start with them ignored
+        env_before = os.environ.get(HEADLESS_ENV)
+        if self.headless:  # inherited by fork and spawn alike; restored below
+            os.environ[HEADLESS_ENV] = "1"
         try:
             for w in sorted(self.workers, key=rank, reverse=True):
                 w.process.start()
                 logger.info("started worker %s (pid %d)", w.name, w.process.pid)
         finally:
+            if env_before is None:
+                os.environ.pop(HEADLESS_ENV, None)
+            else:
+                os.environ[HEADLESS_ENV] = env_before
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
             self._run_log.start()
         self._t_start = time.monotonic()

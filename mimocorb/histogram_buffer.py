@@ -1,0 +1,63 @@
+"""mimoCoRB 1.x module ``histogram_buffer``: live histograms of fields of a buffer.
+
+The work is done in :mod:`mimocorb.gui.histograms` (config format described there).
+Use it from a setup file with a small worker module::
+
+    from mimocorb.histogram_buffer import histogram_buffer
+
+    def plot_histograms(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
+        histogram_buffer(source_list, sink_list, observe_list, config_dict, **rb_info)()
+
+and ``RB_assign: {RB_2: read}`` (every event) or ``{RB_2: observe}`` (a sample).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mimocorb.gui.histograms import HistogramDisplay, HistogramSpec, parse_histograms, run_histograms
+
+
+class histogram_buffer:
+    """Live histograms of the first source (or observed) buffer (1.x interface).
+
+    Parameters
+    ----------
+    source_list : list of dict, optional
+        Reader-group setup dict: every event is histogrammed.
+    sink_list : list of dict, optional
+        Not used (1.x signature).
+    observe_list : list of dict, optional
+        Observer setup dict, used when there is no source: a sample is histogrammed.
+    config_dict : dict
+        ``histograms`` block, ``title``, ``interval`` (see :mod:`mimocorb.gui.histograms`);
+        ``directory_prefix`` (the run folder) for headless snapshots.
+    **rb_info
+        Buffer names -> roles.
+
+    Calling the instance with ``()`` histograms events until the run ends and returns
+    their number.
+    """
+
+    def __init__(
+        self,
+        source_list: Optional[list] = None,
+        sink_list: Optional[list] = None,
+        observe_list: Optional[list] = None,
+        config_dict: Optional[dict] = None,
+        **rb_info: str,
+    ):
+        if not source_list and not observe_list:
+            raise ValueError(
+                "histogram_buffer: needs a buffer to read (or observe); give the function 'RB_x: read' in RB_assign"
+            )
+        self.source_list = source_list
+        self.observe_list = observe_list
+        self.config_dict = config_dict if config_dict is not None else {}
+        self.rb_info = rb_info
+
+    def __call__(self) -> int:
+        return run_histograms(self.source_list, self.observe_list, self.config_dict, self.rb_info)
+
+
+__all__ = ["histogram_buffer", "HistogramDisplay", "HistogramSpec", "parse_histograms"]
