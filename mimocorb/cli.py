@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
@@ -81,6 +82,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, metavar="N", help="end the run after N events from the source (0: no limit)")
     p.add_argument("--output", metavar="DIR", help="put the run folder in DIR (default: output_directory of the setup)")
     p.add_argument("--headless", action="store_true", help="no keyboard control and no windows")
+    p.add_argument("--gui", action="store_true", help="show the control window (needs a display)")
     p.add_argument("--start-method", choices=["fork", "spawn"], help="how worker processes start (default: fork)")
     p.add_argument("--status-interval", type=float, default=1.0, metavar="S", help="seconds between status lines")
     p.add_argument(
@@ -107,6 +109,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.events is not None and args.events < 0:
         print(f"mimocorb run: --events must be >= 0, got {args.events}", file=sys.stderr)
         return EXIT_USAGE
+    if args.gui and (args.headless or not os.environ.get("DISPLAY")):
+        why = "--headless" if args.headless else "no display ($DISPLAY is not set)"
+        print(f"mimocorb run: --gui needs a screen, but {why}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         run = RunControl(
             args.setup,
@@ -129,7 +135,36 @@ def _run(args: argparse.Namespace) -> int:
             print(f"  {e}", file=sys.stderr)
         return EXIT_USAGE
     run.setup()
+    if args.gui:
+        from mimocorb.gui.control_window import run_with_control_window
+
+        return run_with_control_window(run)
     return run.run()
+
+
+# ------------------------------------------------------------------ cleanup
+@command("cleanup", help="remove shared-memory segments of mimocorb buffers whose owner process is gone")
+def _cleanup_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+
+
+@_cleanup_arguments.runner
+def _cleanup(args: argparse.Namespace) -> int:
+    from mimocorb.mimo_buffer import cleanup_segments, list_segments
+
+    segments = list_segments()
+    removed = cleanup_segments(dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for seg in removed:
+        print(f"{verb} /dev/shm/{seg['name']} ({seg['bytes'] / 2**20:.1f} MiB, owner pid {seg['pid']} is gone)")
+    kept = [s for s in segments if s["owner_alive"]]
+    for seg in kept:
+        print(f"kept /dev/shm/{seg['name']} (owner pid {seg['pid']} is running)")
+    total = sum(s["bytes"] for s in removed)
+    print(
+        f"{verb} {len(removed)} segment{'s' if len(removed) != 1 else ''} ({total / 2**20:.1f} MiB), kept {len(kept)}"
+    )
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------- main

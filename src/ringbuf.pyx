@@ -109,9 +109,9 @@ cdef extern from "ringbuf_shm.h" nogil:
         uint64_t reaped_readers
         uint64_t reaped_writers
         uint32_t data_futex
-        uint32_t data_sleepers
+        uint32_t data_waiting
         uint32_t space_futex
-        uint32_t space_sleepers
+        uint32_t space_waiting
         rb_group groups[16]
         rb_proc procs[256]
 
@@ -150,7 +150,8 @@ cdef extern from "ringbuf_shm.h" nogil:
     void rb_fence_sc()
     void rb_cpu_relax()
     int rb_futex_wait(uint32_t *word, uint32_t expected, double timeout_s)
-    void rb_wake_if_sleepers(uint32_t *word, uint32_t *sleepers)
+    void rb_announce_sleep(uint32_t *waiting)
+    void rb_wake_if_waiting(uint32_t *word, uint32_t *waiting)
     void rb_wake_always(uint32_t *word)
     double rb_wall_time()
     double rb_mono_time()
@@ -884,18 +885,16 @@ cdef class WriterCore(_Endpoint):
             if rb_mono_time() < t_end:
                 continue
             # sleep: announce, re-check, then wait on the futex word
-            rb_add32(&h.space_sleepers, 1)
+            rb_announce_sleep(&h.space_waiting)
             v = rb_load_sc32(&h.space_futex)
             if self._has_space(last):
-                rb_sub32(&h.space_sleepers, 1)
                 return W_OK
             if rb_load_acq32(&h.state) != RB_RUNNING:
-                rb_sub32(&h.space_sleepers, 1)
                 return W_STOPPED
             r = rb_futex_wait(&h.space_futex, v, SLEEP_SLICE)
-            rb_sub32(&h.space_sleepers, 1)
             if r == EINTR:
                 return W_SIGNAL
+            t_end = rb_mono_time() + self.spin_s  # woken: events flow again, spin before the next sleep
             r = self._liveness()
             if r != W_OK:
                 return r
@@ -921,7 +920,7 @@ cdef class WriterCore(_Endpoint):
                 rb_add64(&self.hdr.abandoned_total, 1)
         self.held_n = 0
         rb_store_sc32(&self.me.held_n, 0)
-        rb_wake_if_sleepers(&self.hdr.data_futex, &self.hdr.data_sleepers)
+        rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
 
     cdef int _acquire(self, uint64_t k) except -1:
         """Claim and wait for space, handling signals and the end of the run.
@@ -966,7 +965,7 @@ cdef class WriterCore(_Endpoint):
             dts += sl.deadtime
             self.own_count += 1
             if q + 1 == last:
-                # seq_cst: the store-load barrier before looking for sleepers (I2)
+                # seq_cst: the store-load barrier before looking for a sleeper (I2)
                 rb_store_sc64(&sl.pub, q + 1)
             else:
                 rb_store_rel64(&sl.pub, q + 1)
@@ -974,7 +973,7 @@ cdef class WriterCore(_Endpoint):
         self.me.deadtime_sum += dts
         self.held_n = 0
         rb_store_rel32(&self.me.held_n, 0)
-        rb_wake_if_sleepers(&self.hdr.data_futex, &self.hdr.data_sleepers)
+        rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
 
     # -- the 1.x calls --------------------------------------------------------
     def get_new_buffer(self):
@@ -1151,7 +1150,7 @@ cdef class ReaderCore(_Endpoint):
                     rb_store_rel32(&self.me.held_n, 0)
                     if not (a & VOID_BIT):
                         rb_add64(&grp.lost_abandoned, 1)
-                    rb_wake_if_sleepers(&self.hdr.space_futex, &self.hdr.space_sleepers)
+                    rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.space_waiting)
                 continue
             rb_store_rel32(&self.me.held_n, 0)
             return 0
@@ -1165,7 +1164,7 @@ cdef class ReaderCore(_Endpoint):
         self.me.count = self.own_count
         self.held_n = 0
         rb_store_rel32(&self.me.held_n, 0)
-        rb_wake_if_sleepers(&self.hdr.space_futex, &self.hdr.space_sleepers)
+        rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.space_waiting)
 
     cdef int _wait_claim(self, uint64_t k, double t_end) noexcept nogil:
         """Wait for events until the monotonic deadline t_end (< 0: none)."""
@@ -1195,18 +1194,16 @@ cdef class ReaderCore(_Endpoint):
                 continue
             if rb_mono_time() < t_spin_end:
                 continue
-            rb_add32(&h.data_sleepers, 1)
+            rb_announce_sleep(&h.data_waiting)
             v = rb_load_sc32(&h.data_futex)
             if self._try_claim(k):
-                rb_sub32(&h.data_sleepers, 1)
                 return W_OK
             if rb_load_acq32(&h.state) >= RB_SHUTDOWN:
-                rb_sub32(&h.data_sleepers, 1)
                 continue  # handled at the top of the loop
             r = rb_futex_wait(&h.data_futex, v, SLEEP_SLICE)
-            rb_sub32(&h.data_sleepers, 1)
             if r == EINTR:
                 return W_SIGNAL
+            t_spin_end = rb_mono_time() + self.spin_s  # woken: spin before the next sleep
             r = self._liveness()
             if r != W_OK:
                 return r

@@ -132,9 +132,9 @@ typedef struct {
     /* lines 4, 5: futex words, one line each so that sleeping on one does not
      * disturb the other side */
     RB_ALIGNED uint32_t data_futex;
-    uint32_t data_sleepers;
+    uint32_t data_waiting; /* 1 when a reader may sleep on data_futex */
     RB_ALIGNED uint32_t space_futex;
-    uint32_t space_sleepers;
+    uint32_t space_waiting; /* 1 when a writer may sleep on space_futex */
     RB_ALIGNED rb_group groups[RB_MAX_GROUPS];
     RB_ALIGNED rb_proc procs[RB_MAX_PROCS];
 } rb_header;
@@ -231,11 +231,18 @@ static inline void rb_futex_wake_all(uint32_t *word) {
     syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 }
 
-/* Wake every sleeper on `word`; the system call is made only when someone
- * announced that it sleeps (sleepers was incremented before it re-checked its
- * condition, so either it sees our store or we see its increment). */
-static inline void rb_wake_if_sleepers(uint32_t *word, uint32_t *sleepers) {
-    if (__atomic_load_n(sleepers, __ATOMIC_SEQ_CST) != 0) {
+/* Sleeping and waking, one system call per sleep rather than per event.
+ *
+ * A waiter raises `waiting` (seq_cst), then re-checks its condition, then
+ * sleeps on `word`. A waker first makes its progress visible (a seq_cst store),
+ * then looks at `waiting`: the two seq_cst pairs form a Dekker handshake, so
+ * either the waiter sees the progress or the waker sees the flag. The waker
+ * that swaps the flag back to 0 bumps `word` and wakes everyone; later events
+ * cost no system call until somebody raises the flag again. */
+static inline void rb_announce_sleep(uint32_t *waiting) { __atomic_store_n(waiting, 1, __ATOMIC_SEQ_CST); }
+
+static inline void rb_wake_if_waiting(uint32_t *word, uint32_t *waiting) {
+    if (__atomic_load_n(waiting, __ATOMIC_SEQ_CST) != 0 && __atomic_exchange_n(waiting, 0, __ATOMIC_SEQ_CST) != 0) {
         __atomic_add_fetch(word, 1, __ATOMIC_SEQ_CST);
         rb_futex_wake_all(word);
     }

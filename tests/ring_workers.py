@@ -119,3 +119,51 @@ def block_in_get_new_buffer(setup, queue):
             w.get_new_buffer()
     except SystemExit:
         queue.put("exit")
+
+
+def hold_one_and_wait(setup, queue):
+    """Take one event and keep it (until killed)."""
+    r = bm.Reader(setup)
+    v = r.get()
+    queue.put(("holding", int(v[0])))
+    time.sleep(600)
+
+
+def claim_and_wait(setup, queue):
+    """Take a slot for writing, half-fill it, never publish (until killed)."""
+    w = bm.Writer(setup)
+    buf = w.get_new_buffer()
+    buf[0] = -1
+    queue.put("claimed")
+    time.sleep(600)
+
+
+def own_a_buffer(queue, nslots=4):
+    """Create a buffer, hand out setup dicts, then wait (until killed)."""
+    buf = bm.NewBuffer(nslots, 1, np.int32)
+    queue.put((buf.shm_name, buf.new_writer(), buf.new_reader_group()))
+    time.sleep(600)
+
+
+def read_until_end(setup, queue):
+    r = bm.Reader(setup)
+    n = 0
+    try:
+        while True:
+            r.get()
+            n += 1
+    except SystemExit as e:
+        queue.put(("exit", n, str(e.code) if e.code else ""))
+        raise
+
+
+def write_until_end(setup, queue):
+    w = bm.Writer(setup)
+    n = 0
+    try:
+        while True:
+            w.get_new_buffer()[0] = n
+            n += 1
+    except SystemExit as e:
+        queue.put(("exit", n, str(e.code) if e.code else ""))
+        raise

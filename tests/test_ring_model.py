@@ -73,8 +73,14 @@ class RingModel(RuleBasedStateMachine):
     def add_group(self):
         if len(self.groups) < 4:
             setup = self.buf.new_reader_group()
-            g = {"start": self.written, "claim": self.written, "released": set(), "cursor": self.written,
-                 "members": [], "setup": setup}
+            g = {
+                "start": self.written,
+                "claim": self.written,
+                "released": set(),
+                "cursor": self.written,
+                "members": [],
+                "setup": setup,
+            }
             self.groups.append(g)
 
     @precondition(lambda self: self.groups)
