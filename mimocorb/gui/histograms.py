@@ -244,6 +244,7 @@ class HistogramDisplay:
                 self._fit(i, h)
             fit = self.fits[i]
             if fit is not None:
+                self._draw_fit(i, h, fit)
                 lines.append(f"tau = {fit.tau:.0f} +- {fit.tau_error:.0f}")
                 lines.append(f"(fit of {fit.n_used})")
             self.texts[i].set_text("\n".join(lines))
@@ -258,13 +259,17 @@ class HistogramDisplay:
             logger.debug("lifetime fit of %s: %s", h.spec.field, exc)
             return
         self.fits[i] = fit
-        # expected counts per bin over the fit range: n_used * pdf integrated over the bin
+
+    def _draw_fit(self, i: int, h: Histogram, fit: Any) -> None:
+        """The fitted shape scaled to the entries in the fit range now (the fit itself is redone less often)."""
+        t_min, t_max, tau, f = fit.t_min, fit.t_max, fit.tau, fit.background_fraction
+        v = h.values()
+        n_now = int(np.count_nonzero((v >= t_min) & (v <= t_max)))
         x = np.linspace(t_min, t_max, 200)
-        tau, f = fit.tau, fit.background_fraction
         norm = tau * (np.exp(-t_min / tau) - np.exp(-t_max / tau))
         pdf = (1 - f) * np.exp(-x / tau) / norm + f / (t_max - t_min)
         width = (h.spec.high - h.spec.low) / h.spec.bins
-        self.fit_lines[i].set_data(x, fit.n_used * pdf * width)
+        self.fit_lines[i].set_data(x, n_now * pdf * width)  # expected entries per bin
 
 
 def run_histograms(
