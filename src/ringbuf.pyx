@@ -1157,8 +1157,13 @@ cdef class ReaderCore(_Endpoint):
 
     cdef void _release(self) noexcept nogil:
         cdef uint64_t q
-        for q in range(self.held, self.held + self.held_n):
-            _mark_done(self.done_g, q, self.nslots)
+        # Fast path, the usual case: we hold the group's oldest events, so move
+        # the release cursor over them directly (no marks needed). Otherwise
+        # leave done marks for the member holding older events; both sides end
+        # in _advance_release, whose seq_cst accesses pair with ours (I3).
+        if not rb_cas64(&self.grp.release, self.held, self.held + self.held_n):
+            for q in range(self.held, self.held + self.held_n):
+                _mark_done(self.done_g, q, self.nslots)
         _advance_release(self.grp, self.done_g, self.nslots)
         self.own_count += self.held_n
         self.me.count = self.own_count
