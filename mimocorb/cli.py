@@ -77,7 +77,9 @@ def _load_extensions() -> None:
 # ---------------------------------------------------------------------- run
 @command("run", help="run a DAQ from a setup file (mimoCoRB 1.x format)")
 def _run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("setup", help="setup YAML file")
+    p.add_argument(
+        "setup", nargs="?", default=None, help="setup YAML file (default: the muon demo, as 'mimocorb demo')"
+    )
     p.add_argument("--runtime", type=float, metavar="S", help="end the run after S seconds (0: no limit)")
     p.add_argument("--events", type=int, metavar="N", help="end the run after N events from the source (0: no limit)")
     p.add_argument("--output", metavar="DIR", help="put the run folder in DIR (default: output_directory of the setup)")
@@ -103,6 +105,10 @@ def _run(args: argparse.Namespace) -> int:
     from mimocorb.daq.run_control import RunControl
     from mimocorb.daq.setup_file import SetupError
 
+    if args.setup is None:  # the default main job: the muon demo
+        from mimocorb.muon.cli import run_demo
+
+        return run_demo(args)
     if args.runtime is not None and args.runtime < 0:
         print(f"mimocorb run: --runtime must be >= 0 seconds, got {args.runtime}", file=sys.stderr)
         return EXIT_USAGE

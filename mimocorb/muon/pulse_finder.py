@@ -227,6 +227,7 @@ class PulseFinder:
         self._packed = False
         self.dtype = np.dtype(output_dtype(names))
         self._n = -1  # work arrays are rebuilt for the new layout
+        self._cap = 0
 
     def _check_signatures(self, signatures: Any) -> List[List[List[str]]]:
         out = []
@@ -247,20 +248,38 @@ class PulseFinder:
         return out
 
     def _prepare(self, n: int, k: int = 1) -> None:
-        """Allocate the inf-separated work array for ``k`` events of ``n`` samples."""
-        self._n = n
-        self._k = k
+        """Set up the inf-separated work array for ``k`` events of ``n`` samples.
+
+        The arrays are allocated for the largest ``k`` seen so far; a smaller batch
+        uses their beginning, which has exactly the layout of its own size (the
+        separators are never overwritten). So batches of changing size, as a ring
+        buffer hands them out, cost no new allocation.
+        """
+        if n != self._n or k > self._cap:
+            cap = max(k, self._cap if n == self._n else 1)
+            rows = cap * self.nch
+            size = 1 + rows * (n + 1)
+            self._full = np.full(size, np.inf)
+            self._full_view = self._full[1:].reshape(rows, n + 1)[:, :n]
+            self._full_offsets = 1 + np.arange(rows) * (n + 1)
+            self._full_shift = np.zeros(rows)
+            # loose lower search bound for peak widths: the start of the work array
+            self._lo = np.zeros(rows * n, dtype=np.intp)
+            self._n = n
+            self._cap = cap
         rows = k * self.nch
         size = 1 + rows * (n + 1)
-        self._work = np.full(size, np.inf)
+        self._k = k
+        self._work = self._full[:size]
         # view (rows, n) of the channel samples; column n of the reshape is the separator
-        self._view = self._work[1:].reshape(rows, n + 1)[:, :n]
-        self._offsets = 1 + np.arange(rows) * (n + 1)
-        self._shift = np.zeros(rows)  # work value + shift = height above baseline
-        # loose search bounds for peak widths: the ends of the work array
-        self._lo = np.zeros(rows * n, dtype=np.intp)
-        self._hi = np.full(rows * n, size - 1, dtype=np.intp)
+        self._view = self._full_view[:rows]
+        self._offsets = self._full_offsets[:rows]
+        self._shift = self._full_shift[:rows]  # work value + shift = height above baseline
+        self._hi_bound = size - 1  # loose upper search bound for peak widths: the end of the work array
         self._no_peaks = (np.empty(0, np.intp), np.empty(0))
+
+    def _hi(self, k: int) -> np.ndarray:
+        return np.full(k, self._hi_bound, dtype=np.intp)
 
     # ------------------------------------------------------------------- input
     def _check_structured(self, event: np.ndarray) -> None:
@@ -394,7 +413,7 @@ class PulseFinder:
         # never beyond the base (the base is lower still), so the ends of the work array
         # bound it as well as the exact bases do.
         k = peaks.size
-        widths, _, lips, rips = _peak_widths(x, peaks, 0.5, prom, self._lo[:k], self._hi[:k])
+        widths, _, lips, rips = _peak_widths(x, peaks, 0.5, prom, self._lo[:k], self._hi(k))
         keep2 = widths >= self.width
         self._fast_state = (c, zlb, zrb, keep, keep2, widths, lips, rips)
         return peaks[keep2], prom[keep2]
@@ -681,7 +700,7 @@ class PulseFinder:
             # integral over the full width at 10 % of the prominence (the ends of the
             # work array bound the search as well as the bases, see _peaks_fast)
             n = ks.size
-            _, _, lips, rips = _peak_widths(x, peaks[ks], 0.9, prom[ks], self._lo[:n], self._hi[:n])
+            _, _, lips, rips = _peak_widths(x, peaks[ks], 0.9, prom[ks], self._lo[:n], self._hi(n))
             j = 0
             for i, k in enumerate(rows[r]):
                 if k < 0:
