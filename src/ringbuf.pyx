@@ -591,6 +591,23 @@ cdef bint _other_holds(rb_header *h, int skip, uint32_t role, uint32_t group, ui
     return False
 
 
+cdef void _reactivate(rb_header *h, rb_group *grp) noexcept nogil:
+    """An orphaned group gets a live member again: it starts over with the
+    events published from now on (the protocol of add_group), counting what it
+    skipped as lost."""
+    cdef uint64_t n = h.nslots
+    cdef uint64_t old = rb_load_sc64(&grp.release)
+    cdef uint64_t w = rb_load_sc64(&h.write_claim)
+    rb_max64(&grp.claim, w - n if w > n else 0)
+    rb_max64(&grp.release, w - n if w > n else 0)
+    if rb_cas32(&grp.state, RB_GROUP_ORPHANED, RB_GROUP_ACTIVE):
+        w = rb_load_sc64(&h.write_claim)
+        rb_max64(&grp.claim, w)
+        rb_max64(&grp.release, w)
+        if w > old:
+            rb_add64(&grp.lost_orphaned, w - old)
+
+
 cdef int _reap_reader(rb_header *h, rb_slot *slots, uint64_t *done, int i) noexcept nogil:
     """Release what dead reader entry i held. 0: try again later (someone
     else may hold the same sequence for a moment), 1: done."""
@@ -614,6 +631,8 @@ cdef int _reap_reader(rb_header *h, rb_slot *slots, uint64_t *done, int i) noexc
     if rb_sub32(&grp.members_attached, 1) == 0:
         # the last live member died: the group no longer holds back the writers
         rb_cas32(&grp.state, RB_GROUP_ACTIVE, RB_GROUP_ORPHANED)
+        if rb_load_sc32(&grp.members_attached) != 0:
+            _reactivate(h, grp)  # a new member joined meanwhile
     rb_add64(&h.reaped_readers, 1)
     return 1
 
@@ -1100,25 +1119,12 @@ cdef class ReaderCore(_Endpoint):
         self._join_group()
 
     cdef void _join_group(self) noexcept:
-        cdef rb_group *grp = self.grp
-        cdef rb_header *h = self.hdr
-        cdef uint64_t w, w2, old
-        if rb_load_acq32(&grp.state) == RB_GROUP_ORPHANED:
-            # Every earlier member died; the group stopped gating. Start again
-            # with the events published from now on (same protocol as add_group),
-            # counting what was skipped as lost for this group.
-            old = rb_load_sc64(&grp.release)
-            w = rb_load_sc64(&h.write_claim)
-            rb_max64(&grp.claim, w - self.nslots if w > self.nslots else 0)
-            rb_max64(&grp.release, w - self.nslots if w > self.nslots else 0)
-            if rb_cas32(&grp.state, RB_GROUP_ORPHANED, RB_GROUP_ACTIVE):
-                w2 = rb_load_sc64(&h.write_claim)
-                rb_max64(&grp.claim, w2)
-                rb_max64(&grp.release, w2)
-                if w2 > old:
-                    rb_add64(&grp.lost_orphaned, w2 - old)
-        rb_add32(&grp.members_attached, 1)
-        rb_add32(&grp.members_ever, 1)
+        # Count ourselves in first, then look at the state: a reaper that
+        # orphans the group concurrently sees our count and reactivates it.
+        rb_add32(&self.grp.members_attached, 1)
+        rb_add32(&self.grp.members_ever, 1)
+        if rb_load_sc32(&self.grp.state) == RB_GROUP_ORPHANED:
+            _reactivate(self.hdr, self.grp)
 
     cdef int _try_claim(self, uint64_t k) noexcept nogil:
         """Take up to k consecutive published events; 1 when some were taken."""
