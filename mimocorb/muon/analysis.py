@@ -57,7 +57,10 @@ class MuonResult:
     up, down : int or None
         Decays with the electron going up / down (None when the file is missing).
     rate_hz : float
-        Mean rate of raw events over the active run time.
+        Rate of raw events while data were taken: from the event numbers and times of
+        the first and last accepted event (the run's mean rate when fewer than two).
+    mean_rate_hz : float
+        Raw events over the whole active run time (start-up and end included).
     fit : LifetimeFit or None
         The lifetime fit (None when it could not be made; see ``fit_error``).
     fit_error : str
@@ -74,6 +77,7 @@ class MuonResult:
     up: Optional[int]
     down: Optional[int]
     rate_hz: float
+    mean_rate_hz: float
     fit: Optional[LifetimeFit]
     fit_error: str = ""
     plots: list = field(default_factory=list)
@@ -98,6 +102,7 @@ class MuonResult:
             "rate_hz": _clean(self.rate_hz),
             "muon": {
                 "accepted_fraction": _clean(self.accepted / self.events) if self.events else None,
+                "mean_rate_hz": _clean(self.mean_rate_hz),
                 "up": self.up,
                 "down": self.down,
                 "fit": fit,
@@ -130,7 +135,8 @@ def format_result(r: MuonResult) -> list[str]:
     else:
         lines.append(f"no lifetime fit: {r.fit_error}")
     frac = f" ({100 * r.accepted / r.events:.2f} %)" if r.events else ""
-    lines.append(f"  events {r.events}, accepted double pulses {r.accepted}{frac}, mean rate {r.rate_hz:.0f} Hz")
+    lines.append(f"  events {r.events}, accepted double pulses {r.accepted}{frac}")
+    lines.append(f"  rate {r.rate_hz:.0f} Hz while taking data ({r.mean_rate_hz:.0f} Hz over the whole run)")
     if r.up is not None and r.down is not None:
         lines.append(f"  electron up {r.up}, down {r.down}")
     if r.plots:
@@ -160,6 +166,16 @@ def _count_rows(path: Path) -> Optional[int]:
         return None
     with open(path) as f:
         return max(sum(1 for _ in f) - 1, 0)
+
+
+def _taking_rate(decays: dict[str, np.ndarray]) -> Optional[float]:
+    """Raw events per second between the first and the last accepted event (their counters and times)."""
+    counter, ts = decays.get("counter"), decays.get("timestamp")
+    if counter is None or ts is None or counter.size < 2:
+        return None
+    i, j = int(np.argmin(counter)), int(np.argmax(counter))
+    dt = ts[j] - ts[i]
+    return float((counter[j] - counter[i]) / dt) if dt > 0 else None
 
 
 def _load_summary(folder: Path) -> dict:
@@ -283,7 +299,8 @@ def analyse_run(
     buffers = summary.get("buffers", {})
     raw = buffers.get(raw_buffer) or (max(buffers.values(), key=lambda b: b.get("events", 0)) if buffers else {})
     events = int(raw.get("events", 0))
-    rate = float(raw.get("mean_rate_hz", 0.0))
+    mean_rate = float(raw.get("mean_rate_hz", 0.0))
+    rate = _taking_rate(decays) or mean_rate
 
     fit, fit_error = None, ""
     try:
@@ -298,6 +315,7 @@ def analyse_run(
         up=_count_rows(folder / UP_FILE),
         down=_count_rows(folder / DOWN_FILE),
         rate_hz=rate,
+        mean_rate_hz=mean_rate,
         fit=fit,
         fit_error=fit_error,
     )

@@ -75,9 +75,9 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--events",
         type=int,
-        default=DEFAULT_EVENTS,
         metavar="N",
-        help=f"raw events to take (default {DEFAULT_EVENTS}; 0: until --runtime or Ctrl-C)",
+        help=f"raw events to take (default {DEFAULT_EVENTS}, or with --setup the setup's own limits; "
+        "0: until --runtime or Ctrl-C)",
     )
     _add_run_options(p)
     p.add_argument("--copy", metavar="DIR", help="only write the demo's setup, configs and modules to DIR (a template)")
@@ -112,8 +112,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from mimocorb.muon.analysis import analyse_run, format_result
 
     prog = f"mimocorb {args.command}"
-    events = DEFAULT_EVENTS if getattr(args, "events", None) is None else args.events
-    if events < 0:
+    packaged = not getattr(args, "setup", None)
+    events = args.events
+    if events is None:
+        events = DEFAULT_EVENTS if packaged else None
+    elif events < 0:
         print(f"{prog}: --events must be >= 0, got {events}", file=sys.stderr)
         return EXIT_USAGE
     if args.runtime is not None and args.runtime < 0:
@@ -123,7 +126,6 @@ def run_demo(args: argparse.Namespace) -> int:
         why = "--headless" if args.headless else "no display ($DISPLAY is not set)"
         print(f"{prog}: --gui needs a screen, but {why}", file=sys.stderr)
         return EXIT_USAGE
-    packaged = not getattr(args, "setup", None)
     setup = DEMO_SETUP if packaged else Path(args.setup)
     # the packaged setup's own output_directory would be inside the installed package
     output = args.output or (DEFAULT_OUTPUT if packaged else None)
@@ -147,6 +149,12 @@ def run_demo(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if packaged:
         run.setup_spec.name = "muon_demo"  # run folders muon_demo_<date>_<time>
+    if events:
+        # the sources stop after exactly N events (the demo's source honours number_of_events);
+        # the run control's event limit stays as the bound for sources that do not
+        for f in run.setup_spec.functions:
+            if not f.buffers("read") and not f.buffers("observe"):
+                f.config["number_of_events"] = events
     if events == 0 and not args.runtime:
         print(f"{prog}: no event or time limit: the run goes on until you stop it (Ctrl-C)")
     run.setup()

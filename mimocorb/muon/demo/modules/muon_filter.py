@@ -23,11 +23,17 @@ and ``batch_size`` (default 32).
 from __future__ import annotations
 
 import logging
+import time
 
 from mimocorb.mimo_buffer import Reader, Writer
 from mimocorb.muon.pulse_finder import PulseFinder
 
 logger = logging.getLogger("mimocorb.demo.filter")
+
+#: After a batch of less than half the batch size (the filters are ahead of the source),
+#: wait this long, so that the next batch is bigger: per event, a batch of 32 costs a
+#: third of a single event's analysis. The raw buffer holds far more than this wait's events.
+GATHER_WAIT = 0.002  # s
 
 
 def calculate_decay_time(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
@@ -45,6 +51,8 @@ def calculate_decay_time(source_list=None, sink_list=None, observe_list=None, co
         while True:
             events = reader.get_many(batch_size)  # SystemExit at the end of the run
             results = finder.analyse_batch(events)
+            if 2 * len(events) < batch_size:
+                time.sleep(GATHER_WAIT)
             if not any(results):
                 continue
             metadata = reader.metadata_many()
