@@ -338,6 +338,15 @@ class NewBuffer:
         self._check_usable()
         self._seg.paused = False
 
+    def set_event_limit(self, n_events: Optional[int]) -> None:
+        """Let the writers publish exactly ``n_events`` events in all (counting from the
+        creation of the buffer); past that, ``get_new_buffer()`` raises SystemExit as at
+        the end of a run. ``None`` removes the limit."""
+        self._check_usable()
+        if n_events is not None:
+            _check_count("n_events", n_events)
+        self._seg.claim_limit = n_events
+
     def set_ending(self) -> None:
         """Stop the writers: their next ``get_new_buffer()`` raises SystemExit.
         What was published is still delivered to the readers."""

@@ -108,6 +108,7 @@ cdef extern from "ringbuf_shm.h" nogil:
         double retired_deadtime
         uint64_t reaped_readers
         uint64_t reaped_writers
+        uint64_t claim_limit
         uint32_t data_futex
         uint32_t data_waiting
         uint32_t space_futex
@@ -286,6 +287,7 @@ cdef class Segment:
         h.values_per_slot = values_per_slot
         h.created = rb_wall_time()
         h.state = RB_RUNNING
+        h.claim_limit = NO_TAIL
         rb_fence_sc()
         rb_store_rel64(&h.magic, RB_MAGIC)  # last: a half-made segment is never taken for ours
         seg._set_pointers()
@@ -408,6 +410,17 @@ cdef class Segment:
 
     def owner_alive(self):
         return bool(rb_pid_alive(self.hdr.owner_pid, self.hdr.owner_start_time))
+
+    @property
+    def claim_limit(self):
+        """Writers stop (SystemExit) once this many sequences were claimed; None: no limit."""
+        cdef uint64_t lim = rb_load_acq64(&self.hdr.claim_limit)
+        return None if lim == NO_TAIL else lim
+
+    @claim_limit.setter
+    def claim_limit(self, value):
+        rb_store_sc64(&self.hdr.claim_limit, NO_TAIL if value is None else <uint64_t>value)
+        rb_wake_always(&self.hdr.space_futex)
 
     def set_state(self, uint32_t new_state):
         """Move the run state forward (never back) and wake every sleeper."""
@@ -851,16 +864,22 @@ cdef class WriterCore(_Endpoint):
     cdef int _claim(self, uint64_t k) noexcept nogil:
         """Claim up to k consecutive sequences that do not wrap the ring end."""
         cdef rb_header *h = self.hdr
-        cdef uint64_t s, m, idx
+        cdef uint64_t s, m, idx, lim
         while True:
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 rb_store_rel32(&self.me.held_n, 0)
                 return W_STOPPED
             s = rb_load_rlx64(&h.write_claim)
+            lim = rb_load_acq64(&h.claim_limit)  # on the run-state line: read-mostly, no transfer
+            if s >= lim:
+                rb_store_rel32(&self.me.held_n, 0)
+                return W_STOPPED
             idx = s % self.nslots
             m = self.nslots - idx
             if m > k:
                 m = k
+            if m > lim - s:
+                m = lim - s
             # I5: announce before the CAS; the CAS (seq_cst) publishes it
             self.me.held = s
             rb_store_rel32(&self.me.held_n, <uint32_t>m)

@@ -129,6 +129,7 @@ typedef struct {
     double retired_deadtime;
     uint64_t reaped_readers;
     uint64_t reaped_writers;
+    uint64_t claim_limit; /* writers claim no sequence >= this (an exact event count for a run) */
     /* lines 4, 5: futex words, one line each so that sleeping on one does not
      * disturb the other side */
     RB_ALIGNED uint32_t data_futex;
@@ -155,6 +156,7 @@ _Static_assert(sizeof(rb_proc) == RB_LINE, "rb_proc must be one cache line");
 _Static_assert(sizeof(rb_slot) == RB_LINE, "rb_slot must be one cache line");
 _Static_assert(offsetof(rb_header, write_claim) % RB_LINE == 0, "write_claim on its own line");
 _Static_assert(offsetof(rb_header, state) % RB_LINE == 0, "state on its own line");
+_Static_assert(offsetof(rb_header, data_futex) - offsetof(rb_header, state) == RB_LINE, "run state fits one line");
 _Static_assert(offsetof(rb_header, data_futex) % RB_LINE == 0, "data futex on its own line");
 _Static_assert(offsetof(rb_header, space_futex) % RB_LINE == 0, "space futex on its own line");
 _Static_assert(offsetof(rb_header, groups) % RB_LINE == 0, "groups aligned");

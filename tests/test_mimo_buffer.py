@@ -432,3 +432,23 @@ def test_writer_closed_while_holding_a_slot_does_not_publish_it():
         r.close()
         w2.close()
         w3.close()
+
+
+def test_event_limit_stops_the_writers_at_an_exact_count():
+    with bm.NewBuffer(8, 1, np.int32) as buf:
+        r = bm.Reader(buf.new_reader_group())
+        w = bm.Writer(buf.new_writer())
+        buf.set_event_limit(5)
+        block = w.get_new_buffers(8)  # a batch is cut at the limit
+        assert block.shape[0] == 5
+        block[:, 0] = np.arange(5)
+        with pytest.raises(SystemExit):
+            w.get_new_buffer()  # publishes the five, then the limit ends the writer
+        assert [int(x) for x in r.get_many(10)[:, 0]] == [0, 1, 2, 3, 4]
+        buf.set_event_limit(None)
+        w.put(np.array([5], np.int32))
+        assert int(r.get()[0]) == 5
+        with pytest.raises(ValueError, match="n_events must be an integer >= 1"):
+            buf.set_event_limit(0)
+        r.close()
+        w.close()

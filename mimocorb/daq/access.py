@@ -98,8 +98,14 @@ class _SlotFiller:
     def describe(self) -> str:
         return f"{self.name} ({self.values_per_slot} x {_dtype_text(self.dtype)})"
 
+    def _is_record(self, data: Any) -> bool:
+        """True for an array that is exactly one slot: it is copied in one go."""
+        return isinstance(data, np.ndarray) and data.dtype == self.dtype and data.shape == (self.values_per_slot,)
+
     def check_channels(self, data: Any) -> None:
         """Raise if ``data`` would not fit (checked before a slot is claimed: a claimed slot is published)."""
+        if self._is_record(data):
+            return
         if self.fields and not getattr(getattr(data, "dtype", None), "names", None):
             if len(data) != len(self.fields):
                 raise ResultMismatchError(
@@ -119,6 +125,9 @@ class _SlotFiller:
 
     def fill_channels(self, slot: np.ndarray, data: Any) -> None:
         """1.x import semantics: ``data`` indexable by channel number (or a structured array)."""
+        if self._is_record(data):
+            slot[...] = data
+            return
         if self.fields:
             names = getattr(getattr(data, "dtype", None), "names", None)
             if names:

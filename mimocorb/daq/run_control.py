@@ -378,6 +378,9 @@ class RunControl:
         restore = self._install_signal_handlers()
         keys = KeyboardControl(self._on_key)
         try:
+            if self.runevents > 0 and len(self.source_buffers) == 1:
+                # exact: the source's writers stop at the count (the loop below checks it too)
+                self.buffers[self.source_buffers[0]].set_event_limit(self.runevents)
             self._start_workers()
             if self.runtime > 0:
                 self.console.message(f"run ends after {self.runtime:g} s", level=1)
@@ -483,7 +486,11 @@ class RunControl:
                 logger.info("worker %s ended", w.name)
         sources = [w for w in self.workers if w.is_source]
         if sources and all(w.process.exitcode == 0 for w in sources):
-            self.stop("source exhausted")
+            limit = self.runevents > 0 and len(self.source_buffers) == 1
+            if limit and self.buffers[self.source_buffers[0]].stats().get("claimed", 0) >= self.runevents:
+                self.stop(f"{self.runevents} events reached")
+            else:
+                self.stop("source exhausted")
 
     def _loop(self) -> None:
         next_status = time.monotonic()
