@@ -296,10 +296,10 @@ def run_histograms(
     specs = parse_histograms(c, field_names(setup["dtype"]), buffer)
     title = str(c.get("title") or f"Histograms {buffer}")
     interval = max(0.2, float(c.get("interval", 2.0) or 2.0))
-    if role == "observe":
-        # a sample is fine: yield the CPU to the DAQ. A reader group must keep up
-        # (it holds its buffer's slots), so it keeps the normal priority.
-        _be_nice(int(c.get("nice", 10)))
+    # Yield the CPU to the DAQ. A reader group still gets its share (the scheduler
+    # gives a niced process about a tenth of a busy core): plenty to copy the
+    # fields of the events it histograms; its feed thread never waits for drawing.
+    _be_nice(int(c.get("nice", 10)), idle=role == "observe" and int(c.get("nice", 10)) > 0)
     feed = EventFeed(setup, [s.field for s in specs]).start()
     display = HistogramDisplay(specs, title)
     host = FigureHost(display.figure, title)

@@ -217,7 +217,7 @@ def run_oscilloscope(observe_list: Sequence[dict], config_dict: Optional[dict], 
     names = [k for k, v in rb_info.items() if v == "observe"]
     buffer = names[0] if names else str(setup.get("name") or "buffer")
     cfg = ScopeConfig.from_config(config_dict, field_names(setup["dtype"]), buffer)
-    _be_nice(cfg.nice)
+    _be_nice(cfg.nice, idle=cfg.nice > 0)
     observer = Observer(setup)
     scope = Oscilloscope(cfg, setup["values_per_slot"])
     host = FigureHost(scope.figure, cfg.title)
@@ -253,8 +253,17 @@ def run_oscilloscope(observe_list: Sequence[dict], config_dict: Optional[dict], 
     return scope.events_shown
 
 
-def _be_nice(increment: int) -> None:
-    """Lower this display process's priority so the DAQ gets the CPU first."""
+def _be_nice(increment: int, idle: bool = False) -> None:
+    """Lower this display process's priority so the DAQ gets the CPU first.
+
+    ``idle``: run only when a core would otherwise be idle (SCHED_IDLE, Linux), for
+    displays that hold nothing (observers): they can never slow the DAQ down."""
+    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError as exc:
+            logger.debug("SCHED_IDLE failed: %s", exc)
     if increment > 0:
         try:
             os.nice(increment)

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 #: Seconds between snapshots of a headless display (config key ``snapshot_interval``).
 DEFAULT_INTERVAL = 5.0
+#: Share of one core that periodic snapshots may use (they are put off to stay below it).
+CPU_BUDGET = 0.03
 
 
 def run_folder(config_dict: Optional[dict]) -> Path:
@@ -37,7 +39,8 @@ def write_png(figure: Figure, path: Path, dpi: int = 100) -> Path:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
-            figure.savefig(f, format="png", dpi=dpi)
+            # light compression: a snapshot is rendered every few seconds, on the DAQ's CPU
+            figure.savefig(f, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -70,12 +73,23 @@ class SnapshotSchedule:
         return self.interval > 0 and time.monotonic() >= self._next
 
     def save(self) -> Optional[Path]:
-        """Write the snapshot now; a failure (disk full, folder gone) is logged, never raised."""
-        self._next = time.monotonic() + self.interval
+        """Write the snapshot now; a failure (disk full, folder gone) is logged, never raised.
+
+        Rendering a PNG takes a few hundred ms of CPU; the next periodic snapshot
+        is put off so that snapshots use at most ``CPU_BUDGET`` of a core, which
+        keeps the displays out of the way of the DAQ on small machines."""
+        cpu0 = time.process_time()
         try:
             write_png(self.figure, self.path)
         except Exception as exc:  # noqa: BLE001 - a display must never end a run over a picture
             logger.warning("snapshot %s failed: %s", self.path, exc)
+            self._next = time.monotonic() + self.interval
             return None
+        cost = time.process_time() - cpu0
+        self._next = time.monotonic() + max(self.interval, cost / CPU_BUDGET)
         self.written += 1
+        if self.interval > 0 and self.written == 1 and self.figure.get_layout_engine() is not None:
+            # headless, the figure never changes size: keep the layout of the first
+            # snapshot instead of solving it again for every picture
+            self.figure.set_layout_engine("none")
         return self.path
