@@ -190,7 +190,9 @@ class Oscilloscope:
             while len(self._history) > 2 and ts - self._history[0][1] > 5.0:
                 self._history.popleft()
             rate = self.rate()
-            text = f"event # {counter}" + (f"   {rate:.3g} Hz" if rate is not None else "")
+            text = f"event # {counter}"
+            if rate is not None:
+                text += f"   {rate:,.0f} Hz" if rate >= 100 else f"   {rate:.3g} Hz"
         self.info.set_text(text)
 
 
