@@ -172,6 +172,30 @@ class _SlotFiller:
         slot[:] = entry
 
 
+def _write_event(src: Any, data: Any, metadata: Any, t_ready: float) -> bool:
+    """Write one event of a source (rbImport, rbPut) and publish it; False at the end of the run.
+
+    Without metadata the event gets the source's count, the time its data became
+    available and the dead-time fraction: time spent writing over the time since the
+    previous event."""
+    try:
+        slot = src.sink.get_new_buffer()
+    except SystemExit:
+        return False
+    src._filler.fill_channels(slot, data)
+    src.event_count += 1
+    t_done = time.time()
+    if metadata is None:
+        interval = t_done - src.T_last
+        dead = (t_done - t_ready) / interval if interval > 0 else 0.0
+        src.sink.set_metadata(src.event_count, t_ready, min(max(dead, 0.0), 1.0))
+    else:
+        src.sink.set_metadata(*metadata)
+    src.sink.process_buffer()
+    src.T_last = t_done
+    return True
+
+
 class rbImport(_Access):
     """Put events from a user generator into a buffer (a DAQ source).
 
@@ -243,21 +267,8 @@ class rbImport(_Access):
                         f"rbImport: data from {_fn_name(self.ufunc)} does not fit buffer "
                         f"{self._filler.describe()}: {exc}"
                     ) from exc
-                try:
-                    slot = self.sink.get_new_buffer()
-                except SystemExit:
+                if not _write_event(self, data, metadata, t_ready):
                     break  # end of run
-                self._filler.fill_channels(slot, data)
-                self.event_count += 1
-                t_done = time.time()
-                if metadata is None:
-                    interval = t_done - self.T_last
-                    dead = (t_done - t_ready) / interval if interval > 0 else 0.0
-                    self.sink.set_metadata(self.event_count, t_ready, min(max(dead, 0.0), 1.0))
-                else:
-                    self.sink.set_metadata(*metadata)
-                self.sink.process_buffer()
-                self.T_last = t_done
         finally:
             close = getattr(gen, "close", None)
             if close is not None:
@@ -296,21 +307,8 @@ class rbPut(_Access):
             self._filler.check_channels(data)
         except (ResultMismatchError, ValueError, IndexError, TypeError) as exc:
             raise ResultMismatchError(f"rbPut: data does not fit buffer {self._filler.describe()}: {exc}") from exc
-        try:
-            slot = self.sink.get_new_buffer()
-        except SystemExit:
+        if not _write_event(self, data, metadata, t_ready):
             return False
-        self._filler.fill_channels(slot, data)
-        self.event_count += 1
-        t_done = time.time()
-        if metadata is None:
-            interval = t_done - self.T_last
-            dead = (t_done - t_ready) / interval if interval > 0 else 0.0
-            self.sink.set_metadata(self.event_count, t_ready, min(max(dead, 0.0), 1.0))
-        else:
-            self.sink.set_metadata(*metadata)
-        self.sink.process_buffer()
-        self.T_last = t_done
         return self.sink.active
 
 
