@@ -3,30 +3,7 @@
 Same objects as :mod:`mimocorb.buffer_control`.
 """
 
-from mimocorb.buffer_control import (  # noqa: F401
-    ResultMismatchError,
-    rb_toParquetfile,
-    rb_toTxtfile,
-    rb_toWaveformfile,
-    rbDrain,
-    rbExport,
-    rbImport,
-    rbObserver,
-    rbProcess,
-    rbPut,
-    rbTransfer,
-)
+from mimocorb import buffer_control as _buffer_control
+from mimocorb.buffer_control import *  # noqa: F403
 
-__all__ = [
-    "rbImport",
-    "rbPut",
-    "rbExport",
-    "rbTransfer",
-    "rbProcess",
-    "rbDrain",
-    "rbObserver",
-    "rb_toTxtfile",
-    "rb_toParquetfile",
-    "rb_toWaveformfile",
-    "ResultMismatchError",
-]
+__all__ = list(_buffer_control.__all__)

@@ -100,6 +100,18 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="debug logging in the run log")
 
 
+def run_options_problem(args: argparse.Namespace, prog: str) -> Optional[str]:
+    """The first problem with the options of a run (``run``, ``demo``), or None."""
+    if args.runtime is not None and args.runtime < 0:
+        return f"{prog}: --runtime must be >= 0 seconds, got {args.runtime}"
+    if args.events is not None and args.events < 0:
+        return f"{prog}: --events must be >= 0, got {args.events}"
+    if args.gui and (args.headless or not os.environ.get("DISPLAY")):
+        why = "--headless" if args.headless else "no display ($DISPLAY is not set)"
+        return f"{prog}: --gui needs a screen, but {why}"
+    return None
+
+
 @_run_arguments.runner
 def _run(args: argparse.Namespace) -> int:
     from mimocorb.daq.run_control import RunControl
@@ -109,15 +121,9 @@ def _run(args: argparse.Namespace) -> int:
         from mimocorb.muon.cli import run_demo
 
         return run_demo(args)
-    if args.runtime is not None and args.runtime < 0:
-        print(f"mimocorb run: --runtime must be >= 0 seconds, got {args.runtime}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.events is not None and args.events < 0:
-        print(f"mimocorb run: --events must be >= 0, got {args.events}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.gui and (args.headless or not os.environ.get("DISPLAY")):
-        why = "--headless" if args.headless else "no display ($DISPLAY is not set)"
-        print(f"mimocorb run: --gui needs a screen, but {why}", file=sys.stderr)
+    problem = run_options_problem(args, "mimocorb run")
+    if problem:
+        print(problem, file=sys.stderr)
         return EXIT_USAGE
     try:
         run = RunControl(

@@ -10,12 +10,11 @@ as a template to edit.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from pathlib import Path
 
-from mimocorb.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command
+from mimocorb.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, command, run_options_problem
 
 #: The packaged demo: ``setup.yaml``, ``config/``, ``modules/``.
 DEMO_DIR = Path(__file__).resolve().parent / "demo"
@@ -113,19 +112,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     prog = f"mimocorb {args.command}"
     packaged = not getattr(args, "setup", None)
+    problem = run_options_problem(args, prog)
+    if problem:
+        print(problem, file=sys.stderr)
+        return EXIT_USAGE
     events = args.events
     if events is None:
         events = DEFAULT_EVENTS if packaged else None
-    elif events < 0:
-        print(f"{prog}: --events must be >= 0, got {events}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.runtime is not None and args.runtime < 0:
-        print(f"{prog}: --runtime must be >= 0 seconds, got {args.runtime}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.gui and (args.headless or not os.environ.get("DISPLAY")):
-        why = "--headless" if args.headless else "no display ($DISPLAY is not set)"
-        print(f"{prog}: --gui needs a screen, but {why}", file=sys.stderr)
-        return EXIT_USAGE
     setup = DEMO_SETUP if packaged else Path(args.setup)
     # the packaged setup's own output_directory would be inside the installed package
     output = args.output or (DEFAULT_OUTPUT if packaged else None)
