@@ -136,7 +136,6 @@ cdef extern from "ringbuf_shm.h" nogil:
     uint64_t rb_add64(uint64_t *p, uint64_t v)
     uint64_t rb_max64(uint64_t *p, uint64_t v)
     uint32_t rb_load_acq32(const uint32_t *p)
-    uint32_t rb_load_rlx32(const uint32_t *p)
     uint32_t rb_load_sc32(const uint32_t *p)
     void rb_store_rel32(uint32_t *p, uint32_t v)
     void rb_store_sc32(uint32_t *p, uint32_t v)
@@ -217,7 +216,6 @@ cdef class Segment:
     cdef uint64_t *done
     cdef char *data
     cdef int exports
-    cdef bint unmap_pending
     cdef readonly str name
     cdef readonly bint is_owner
     cdef object __weakref__
@@ -342,8 +340,7 @@ cdef class Segment:
         if self.base == NULL:
             return
         if self.exports > 0:
-            self.unmap_pending = True
-            return
+            return  # NumPy views still use the mapping: __dealloc__ unmaps it
         munmap(self.base, self.size)
         self.base = NULL
         self.hdr = NULL
@@ -701,6 +698,15 @@ cdef int _reap(rb_header *h, rb_slot *slots, uint64_t *done) noexcept nogil:
     return reaped
 
 
+cdef rb_proc *_take_entry(rb_header *h) noexcept nogil:
+    """A free registry entry, reserved (pid = RB_PID_REAPING) until filled in; NULL when full."""
+    cdef int i
+    for i in range(RB_MAX_PROCS):
+        if rb_cas_i32(&h.procs[i].pid, 0, RB_PID_REAPING):
+            return &h.procs[i]
+    return NULL
+
+
 # ---------------------------------------------------------------------------
 # endpoints
 # ---------------------------------------------------------------------------
@@ -717,7 +723,6 @@ cdef class _Endpoint:
     cdef uint64_t stride
     cdef uint64_t payload
     cdef rb_proc *me
-    cdef int me_index
     cdef list views
     cdef object base2d
     cdef double spin_s
@@ -727,7 +732,6 @@ cdef class _Endpoint:
     def __cinit__(self):
         self.hdr = NULL
         self.me = NULL
-        self.me_index = -1
 
     cdef int _setup(self, Segment seg, list views, object base2d, uint32_t role, uint32_t group,
                     double spin_s, bint spin_forever) except -1:
@@ -745,21 +749,11 @@ cdef class _Endpoint:
         self.base2d = base2d
         self.spin_s = spin_s
         self.spin_forever = spin_forever
-        cdef int i
         cdef int32_t mypid = getpid()
-        for i in range(RB_MAX_PROCS):
-            if rb_cas_i32(&self.hdr.procs[i].pid, 0, RB_PID_REAPING):
-                self.me = &self.hdr.procs[i]
-                self.me_index = i
-                break
+        self.me = _take_entry(self.hdr)
         if self.me == NULL:
-            # maybe dead processes hold entries
-            _reap(self.hdr, self.slots, self.done)
-            for i in range(RB_MAX_PROCS):
-                if rb_cas_i32(&self.hdr.procs[i].pid, 0, RB_PID_REAPING):
-                    self.me = &self.hdr.procs[i]
-                    self.me_index = i
-                    break
+            _reap(self.hdr, self.slots, self.done)  # dead processes may hold entries
+            self.me = _take_entry(self.hdr)
         if self.me == NULL:
             raise RingError(f"too many processes attached to this buffer (at most {RB_MAX_PROCS})")
         self.me.role = role
@@ -822,10 +816,6 @@ cdef class _Endpoint:
         if self.hdr == NULL:
             return False
         return rb_load_acq32(&self.hdr.state) == RB_RUNNING
-
-    @property
-    def registry_index(self):
-        return self.me_index
 
     cdef void _unregister(self) noexcept:
         if self.me != NULL:
