@@ -1,4 +1,6 @@
-"""Build the compiled core, src/ringbuf.pyx -> mimocorb._ringbuf.
+"""Build the compiled core, src/ringbuf.pyx -> mimocorb._ringbuf, and the pulse
+finder's kernel, src/peaks.pyx -> mimocorb.muon._peaks (optional at run time: the
+pulse finder falls back to NumPy without it).
 
 Everything else about the package is in pyproject.toml.
 """
@@ -21,7 +23,12 @@ extensions = [
         depends=["src/ringbuf_shm.h"],
         libraries=["rt"],
         extra_compile_args=extra_compile_args,
-    )
+    ),
+    Extension(
+        "mimocorb.muon._peaks",
+        sources=["src/peaks.pyx"],
+        extra_compile_args=extra_compile_args,
+    ),
 ]
 
 setup(

@@ -37,6 +37,14 @@ Per event this is 5-8x faster than ``find_peaks`` on every trace; most of the
 remaining time is the fixed cost of ~40 small NumPy calls, which
 :meth:`PulseFinder.analyse_batch` shares among many events.
 
+For single float32 events (a packed structured slot or a 2-D array, unscaled) the
+compiled kernel ``mimocorb.muon._peaks`` (src/peaks.pyx) replaces most of those calls:
+in two passes over the samples (channel minima; then shift, candidates and the
+compressed trace of step 4) and one over the candidates (local maxima, and the
+distance selection when no two maxima have the same height) it does the same float64
+arithmetic, so the results are identical, about twice as fast per event. Without it
+(ImportError), or for events it declines (NaN, infinite minimum), NumPy does the work.
+
 The only theoretical difference is the tie order of two candidate peaks of exactly
 equal height within the distance (SciPy's sort of all peaks versus of the candidates).
 """
@@ -44,6 +52,7 @@ equal height within the distance (SciPy's sort of all peaks versus of the candid
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -63,6 +72,11 @@ except ImportError:  # pragma: no cover - depends on the SciPy version
     def _peak_widths(x, peaks, rel_height, prominences, left_bases, right_bases):  # noqa: ANN001, ANN202
         return peak_widths(x, peaks, rel_height=rel_height, prominence_data=(prominences, left_bases, right_bases))
 
+
+try:  # compiled whole-trace passes of the fast path (src/peaks.pyx); NumPy does them without it
+    from mimocorb.muon import _peaks
+except ImportError:  # pragma: no cover - not built
+    _peaks = None
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +179,13 @@ class PulseFinder:
     fast : bool
         Use the candidate pre-selection (default) instead of ``find_peaks`` on every
         whole trace; both give the same peaks.
+
+    Attributes
+    ----------
+    use_compiled : bool
+        Whether single float32 events are loaded and scanned by the compiled kernel
+        (True when ``mimocorb.muon._peaks`` is built); set it to False for the pure
+        NumPy fast path (same results).
     """
 
     def __init__(
@@ -195,6 +216,8 @@ class PulseFinder:
                 f"{self.prominence_initial}/{self.prominence_secondary}"
             )
         self.fast = bool(fast) and _select_by_peak_distance is not None
+        self.use_compiled = _peaks is not None
+        self._scanned: Optional[tuple] = None  # kernel result for the loaded event (see _scan)
         self._explicit_channels = channel_names is not None
         self._set_channels(list(channel_names) if channel_names is not None else list(DEFAULT_CHANNELS))
         signatures = cfg.get("signatures", DEFAULT_SIGNATURES)
@@ -276,10 +299,22 @@ class PulseFinder:
         self._offsets = self._full_offsets[:rows]
         self._shift = self._full_shift[:rows]  # work value + shift = height above baseline
         self._hi_bound = size - 1  # loose upper search bound for peak widths: the end of the work array
+        self._hi_cache = np.empty(0, np.intp)
         self._no_peaks = (np.empty(0, np.intp), np.empty(0))
+        self._scanned = None
+        if k == 1 and getattr(self, "_kbuf_size", -1) != size:
+            # outputs of the compiled kernel (candidates, compressed trace, local maxima)
+            self._kcand = np.empty(size, np.intp)
+            self._kz = np.empty(2 * size)
+            self._kpeaks = np.empty(size, np.intp)
+            self._kzpeaks = np.empty(size, np.intp)
+            self._kheights = np.empty(size)
+            self._kbuf_size = size
 
     def _hi(self, k: int) -> np.ndarray:
-        return np.full(k, self._hi_bound, dtype=np.intp)
+        if self._hi_cache.size < k:  # reset by _prepare, which sets _hi_bound
+            self._hi_cache = np.full(max(k, 16), self._hi_bound, dtype=np.intp)
+        return self._hi_cache[:k]
 
     # ------------------------------------------------------------------- input
     def _check_structured(self, event: np.ndarray) -> None:
@@ -320,6 +355,7 @@ class PulseFinder:
             View ``(channels, samples)`` of the loaded traces.
         """
         scaled = self._scaled
+        self._scanned = None
         if event.dtype.names is not None:
             if event.dtype is not self._packed_dtype:
                 self._check_structured(event)
@@ -327,6 +363,8 @@ class PulseFinder:
             if n != self._n or self._k != 1:
                 self._prepare(n)
             if self._packed and event.flags.c_contiguous and not scaled:
+                if self.use_compiled and self._scan(event.view(np.float32).reshape(n, self.nch)):
+                    return self._view
                 # all channels float32, packed in channel order: copy through one 2-D
                 # view (a reduction over the interleaved layout would be slow)
                 v = self._view
@@ -344,6 +382,8 @@ class PulseFinder:
             n = event.shape[1]
             if n != self._n or self._k != 1:
                 self._prepare(n)
+            if self.use_compiled and not scaled and event.dtype == np.float32 and self._scan(event.T):
+                return self._view
             traces = event
         v = self._view
         shift = self._shift
@@ -366,6 +406,31 @@ class PulseFinder:
                 shift[i] = mn - self.baseline_mv
         return v
 
+    def _scan(self, samples: np.ndarray) -> bool:
+        """Load one float32 event ``(samples, channels)`` with the compiled kernel.
+
+        Returns False (nothing usable done) when the kernel declines the event (NaN
+        or non-finite channel minimum); :meth:`load` then takes the NumPy path.
+        """
+        thr = self.prominence_secondary * (1.0 - 1e-12)
+        nc, npk, selected = _peaks.scan(
+            samples,
+            self.baseline_mv,
+            thr,
+            self._work,
+            self._shift,
+            self._kcand,
+            self._kz,
+            self._kpeaks,
+            self._kzpeaks,
+            self._kheights,
+            math.ceil(self.distance),
+        )
+        if nc < 0:
+            return False
+        self._scanned = (nc, npk, selected, self.prominence_secondary, self.distance)
+        return True
+
     # ------------------------------------------------------------------- peaks
     def _peaks_fast(self) -> Tuple[np.ndarray, np.ndarray]:
         """Peaks and prominences of all channels, in work-array coordinates.
@@ -374,6 +439,20 @@ class PulseFinder:
         """
         x = self._work
         p_min = self.prominence_secondary
+        scanned = self._scanned
+        if scanned is not None and scanned[3:] == (p_min, self.distance):
+            # candidates, compressed trace and local maxima from the compiled kernel
+            nc, npk, selected = scanned[:3]
+            if npk == 0:
+                return self._no_peaks
+            c = self._kcand[:nc]
+            peaks = self._kpeaks[:npk]
+            zpeaks = self._kzpeaks[:npk]
+            if not selected:  # the kernel left the distance selection to SciPy
+                keep = _select_by_peak_distance(peaks, self._kheights[:npk], self.distance)
+                peaks, zpeaks = peaks[keep], zpeaks[keep]
+            z = self._kz[: 2 * nc - 1]
+            return self._prominences_widths(x, c, z, peaks, zpeaks, p_min)
         # candidates, with the +inf separators (they bound every search)
         c = np.flatnonzero(x >= p_min * (1.0 - 1e-12))
         xc = x[c]
@@ -406,6 +485,13 @@ class PulseFinder:
         idx[1::2] = c[:-1] + 1
         z = np.minimum.reduceat(x, idx)
         zpeaks = 2 * np.searchsorted(c, peaks)
+        return self._prominences_widths(x, c, z, peaks, zpeaks, p_min)
+
+    def _prominences_widths(
+        self, x: np.ndarray, c: np.ndarray, z: np.ndarray, peaks: np.ndarray, zpeaks: np.ndarray, p_min: float
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Prominence and width cuts of the distance-selected local maxima ``peaks``
+        (``zpeaks``: their indices in the compressed trace ``z`` of candidates ``c``)."""
         prom, zlb, zrb = _peak_prominences(z, zpeaks, -1)
         keep = prom >= p_min
         peaks, prom = peaks[keep], prom[keep]
@@ -612,6 +698,7 @@ class PulseFinder:
             return []
         if n != self._n or self._k != k:
             self._prepare(n, k)
+        self._scanned = None
         v3 = self._view.reshape(k, self.nch, n)
         shift = self._shift.reshape(k, self.nch)
         for i, name in enumerate(self.channel_names):
