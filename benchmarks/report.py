@@ -61,10 +61,14 @@ def targets(results: dict) -> list[dict[str, Any]]:
     if mb and lim:
         add("64 KiB >= 80% of in-process copy bandwidth", 100 * mb / lim, 80, mb >= 0.8 * lim, "%")
     lat, fx = results["latency"], results["futex"]
-    futex_p50 = (fx.get("c") or fx["python_ctypes"])["p50_us"]
     s = lat.get("mimocorb, sleeping wait (default)")
     if s and "p50_us" in s:
-        add("sleeping wait p50 <= futex wake-up + 5 us", s["p50_us"], futex_p50 + 5, s["p50_us"] <= futex_p50 + 5, "us")
+        # the wake-up of a sleeping C process, and of a sleeping Python process (what a
+        # reader of any Python DAQ is): both are reported
+        for label, key in (("C", "c"), ("Python", "python_ctypes")):
+            if fx.get(key):
+                ref = fx[key]["p50_us"] + 5
+                add(f"sleeping wait p50 <= futex wake-up ({label}) + 5 us", s["p50_us"], ref, s["p50_us"] <= ref, "us")
     for who, r in results["blocked_cpu"].items():
         add(f"blocked {who} < 1% of a core", 100 * r["core_share"], 1, r["core_share"] < 0.01, "%")
     sp = lat.get("mimocorb, spinning wait")
