@@ -122,8 +122,3 @@ def read_table(path: Path, sep: str = "\t") -> list[dict]:
     lines = path.read_text().splitlines()
     header = lines[0].split(sep)
     return [dict(zip(header, line.split(sep))) for line in lines[1:]]
-
-
-def own_segments() -> set:
-    """Segments owned by this test process (subprocess runs are checked by their pid in the tests)."""
-    return set(our_segments(os.getpid()))
