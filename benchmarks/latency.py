@@ -150,15 +150,7 @@ def latency_case(peer: str, seconds: float, mode: str = "sleep", rate: float = R
             q = (MpQueue if peer == "mp.Queue" else FasterFifo).make_queue(SMALL)
             procs.add("r", _queue_reader, q, n)
             procs.add("w", _queue_writer, q, n, period_ns)
-        procs.start()
-        procs.wait_ready(["r", "w"])
-        procs.go.set()
-        res = procs.collect(["w"], timeout=seconds * 3 + 30)
-        procs.join(["w"], timeout=10)
-        if buf is not None:
-            buf.shutdown(timeout=10.0)
-        res.update(procs.collect(["r"], timeout=30))
-        procs.join(["r"], timeout=10)
+        res = procs.run_writer_reader(buf, writer_timeout=seconds * 3 + 30)
     finally:
         procs.close()
         if buf is not None:

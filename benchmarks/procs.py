@@ -99,6 +99,21 @@ class Procs:
             out[name] = obj
         return out
 
+    def run_writer_reader(self, buf: Any, writer_timeout: float) -> dict[str, Any]:
+        """Start the added writer "w" and reader "r", let them go, wait for the writer,
+        end the run (``buf.shutdown()`` for mimocorb; queue readers stop at their count)
+        and return both results."""
+        self.start()
+        self.wait_ready(["r", "w"])
+        self.go.set()
+        res = self.collect(["w"], timeout=writer_timeout)
+        self.join(["w"], timeout=10)
+        if buf is not None:
+            buf.shutdown(timeout=10.0)
+        res.update(self.collect(["r"], timeout=30))
+        self.join(["r"], timeout=10)
+        return res
+
     def kill(self) -> None:
         for _, p in self.procs:
             if p.is_alive():

@@ -214,15 +214,7 @@ def batch_case(peer_name: str, duration: float, k: int = BATCH) -> dict:
             q = faster_fifo.Queue(max_size_bytes=SMALL.footprint + 8 * SMALL.slots, loads=bytes, dumps=lambda x: x)
             procs.add("r", _ff_batch_reader, q, k)
             procs.add("w", _ff_batch_writer, q, duration, k)
-        procs.start()
-        procs.wait_ready(["r", "w"])
-        procs.go.set()
-        res = procs.collect(["w"], timeout=duration + 30)
-        procs.join(["w"], timeout=10)
-        if buf is not None:
-            buf.shutdown(timeout=10.0)
-        res.update(procs.collect(["r"], timeout=30))
-        procs.join(["r"], timeout=10)
+        res = procs.run_writer_reader(buf, writer_timeout=duration + 30)
     finally:
         procs.close()
         if buf is not None:
