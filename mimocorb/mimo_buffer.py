@@ -315,6 +315,14 @@ class NewBuffer:
             raise ValueError(f"interval must be >= 0 seconds, got {interval!r}")
         return self._setup_dict("observer", interval=float(interval))
 
+    def retire_group(self, group: int) -> None:
+        """Every process of reader group ``group`` has ended for good: the group stops
+        holding back the writers, and what it left unconsumed (and what is published
+        until a member joins again) is counted lost for it, as for a group whose last
+        member died. The run control calls this when a consumer's workers return."""
+        self._check_usable()
+        self._seg.retire_group(int(group))
+
     # -- state ---------------------------------------------------------------
     def _check_usable(self) -> None:
         if self._closed:

@@ -456,6 +456,20 @@ cdef class Segment:
         rb_store_sc64(&grp.release, w2)
         return g
 
+    def retire_group(self, uint32_t g):
+        """Every member of group g has ended for good (its workers returned):
+        the group stops holding back the writers, as when its last member
+        dies. What it had not consumed, and what is published while it has
+        no member, counts as lost (orphaned); a member joining later
+        re-activates it with the events published from then on."""
+        cdef rb_header *h = self.hdr
+        if g >= rb_load_acq32(&h.ngroups):
+            raise RingError(f"reader group {g} does not exist in this buffer")
+        rb_cas32(&h.groups[g].state, RB_GROUP_ACTIVE, RB_GROUP_ORPHANED)
+        if rb_load_sc32(&h.groups[g].members_attached) != 0:
+            _reactivate(h, &h.groups[g])  # a member joined meanwhile
+        rb_wake_always(&h.space_futex)
+
     def reap(self):
         """Free what dead writers and readers held; returns the number reaped."""
         cdef int n
