@@ -25,7 +25,19 @@ from typing import Any, Optional
 import numpy as np
 
 from . import _ringbuf
-from ._ringbuf import OwnerGone, RingError
+from ._ringbuf import (
+    GROUP_ACTIVE,
+    GROUP_ORPHANED,
+    GROUP_STARTING,
+    GROUP_STATE_NAMES,
+    ROLE_READER,
+    ROLE_WRITER,
+    STATE_CLOSED,
+    STATE_SHUTDOWN,
+    STATE_STOPPING,
+    OwnerGone,
+    RingError,
+)
 
 __all__ = [
     "NewBuffer",
@@ -49,9 +61,8 @@ METADATA_DTYPE = np.dtype([("counter", np.longlong), ("timestamp", np.float64), 
 #: Every segment name starts with this, then the owner pid: ``mimocorb-<pid>-<n>-<token>``.
 SEGMENT_PREFIX = "mimocorb-"
 
-STATE_RUNNING, STATE_STOPPING, STATE_SHUTDOWN, STATE_CLOSED = 0, 1, 2, 3
-GROUP_ACTIVE, GROUP_ORPHANED = 1, 2
 
+_GATING = (GROUP_ACTIVE, GROUP_STARTING)  # group states that hold back the writers
 _WAIT_MODES = ("sleep", "spin")
 _DEFAULT_SPIN_S = 10e-6  # a short spin before sleeping: covers the usual few hundred ns gap
 
@@ -354,6 +365,14 @@ class NewBuffer:
         if n_events is not None:
             _check_count("n_events", n_events)
         self._seg.claim_limit = n_events
+        claimed = self._seg.claimed
+        if n_events is not None and claimed > n_events:
+            logger.warning(
+                "ring buffer %s: event limit %d set after %d events were already claimed; those are published",
+                self.name,
+                n_events,
+                claimed,
+            )
 
     def set_ending(self) -> None:
         """Stop the writers: their next ``get_new_buffer()`` raises SystemExit.
@@ -397,9 +416,9 @@ class NewBuffer:
         parts = [
             f"group {i}: {w - g['release']} left"
             for i, g in enumerate(snap["groups"])
-            if g["state"] == GROUP_ACTIVE and g["members_attached"] and g["release"] < w
+            if g["state"] in _GATING and g["members_attached"] and g["release"] < w
         ]
-        writers = [p["pid"] for p in snap["procs"] if p["role"] == 1 and p["held_n"]]
+        writers = [p["pid"] for p in snap["procs"] if p["role"] == ROLE_WRITER and p["held_n"]]
         if writers:
             parts.append(f"writers holding unpublished slots: pids {writers}")
         return ", ".join(parts) or "none"
@@ -446,7 +465,7 @@ class NewBuffer:
     # -- statistics ---------------------------------------------------------
     def _filled(self, snap: dict) -> int:
         w = snap["write_claim"]
-        active = [g["release"] for g in snap["groups"] if g["state"] == GROUP_ACTIVE]
+        active = [g["release"] for g in snap["groups"] if g["state"] in _GATING]
         if not active:
             return 0
         return max(0, min(self.number_of_slots, w - min(active)))
@@ -487,14 +506,14 @@ class NewBuffer:
             }
             n_lost = sum(lost.values())
             lost_total += n_lost
-            consumed = sum(p["count"] for p in snap["procs"] if p["role"] == 2 and p["group"] == i)
+            consumed = sum(p["count"] for p in snap["procs"] if p["role"] == ROLE_READER and p["group"] == i)
             groups.append(
                 {
                     "group": i,
-                    "state": {GROUP_ACTIVE: "active", GROUP_ORPHANED: "orphaned"}.get(g["state"], "unused"),
+                    "state": GROUP_STATE_NAMES.get(g["state"], "unused"),
                     "released": g["release"] - g["start"],
                     "consumed_by_attached": consumed,
-                    "pending": max(0, w - g["release"]) if g["state"] == GROUP_ACTIVE else 0,
+                    "pending": max(0, w - g["release"]) if g["state"] in _GATING else 0,
                     "members_alive": g["members_attached"],
                     "members_ever": g["members_ever"],
                     "lost": lost,
@@ -516,8 +535,8 @@ class NewBuffer:
             "deadtime_sum": snap["deadtime_sum"],
             "deadtime": snap["deadtime_sum"] / snap["published"] if snap["published"] else 0.0,
             "groups": groups,
-            "writers_alive": sum(1 for p in snap["procs"] if p["role"] == 1),
-            "readers_alive": sum(1 for p in snap["procs"] if p["role"] == 2),
+            "writers_alive": sum(1 for p in snap["procs"] if p["role"] == ROLE_WRITER),
+            "readers_alive": sum(1 for p in snap["procs"] if p["role"] == ROLE_READER),
             "reaped": {"readers": snap["reaped_readers"], "writers": snap["reaped_writers"]},
         }
 

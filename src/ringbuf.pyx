@@ -2,19 +2,29 @@
 """mimocorb._ringbuf -- the compiled core of the ring buffer.
 
 It knows bytes and sequence numbers, nothing of NumPy dtypes: a POSIX shared
-memory segment (layout in ringbuf_shm.h), writers that claim and publish slots,
-reader groups whose members share the events of their group, observers that
-copy the newest event, blocking waits that spin briefly and then sleep on a
-futex in the segment, and a reaper that frees what dead processes held.
+memory segment (layout and invariants I1-I8 in ringbuf_shm.h, declared to
+Cython in ringbuf_shm.pxd), writers that claim and publish slots, reader groups
+whose members share the events of their group, observers that copy the newest
+event, blocking waits that spin briefly and then sleep on a futex in the
+segment, and a reaper that finishes what dead processes held.
+
+This file is longer than the project's usual ~600 lines on purpose: Cython
+inlines cdef functions only within one module, and the hot paths (claim, fill,
+publish, take, release) share their helpers with the reaper that must undo
+each of their steps. It reads in the order of the segment: the segment and its
+header; the groups (gating, start, orphaning); writers; readers; the reaper;
+observers. Each part starts with the invariants it keeps.
 
 The Python layer (mimocorb.mimo_buffer) builds the NumPy views, once per slot,
 and hands them to the endpoints here, which return them without allocating.
 """
 
-from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_FillInfo, PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_FillInfo, PyBuffer_Release, PyObject_GetBuffer
 from cpython.exc cimport PyErr_CheckSignals
-from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
+from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
+
+from ringbuf_shm cimport *
 
 import os
 
@@ -39,129 +49,15 @@ cdef extern from "<unistd.h>" nogil:
     int close(int fd)
     int getpid()
 
+cdef extern from "<signal.h>" nogil:
+    int kill(int pid, int sig)
+    int SIGSTOP
+
 cdef extern from "<errno.h>" nogil:
     int errno
     int EINTR
-    int ETIMEDOUT
-
-cdef extern from "ringbuf_shm.h" nogil:
-    uint64_t RB_MAGIC
-    uint32_t RB_VERSION
-    int RB_LINE
-    int RB_MAX_GROUPS
-    int RB_MAX_PROCS
-    uint32_t RB_RUNNING
-    uint32_t RB_STOPPING
-    uint32_t RB_SHUTDOWN
-    uint32_t RB_CLOSED
-    uint32_t RB_GROUP_UNUSED
-    uint32_t RB_GROUP_ACTIVE
-    uint32_t RB_GROUP_ORPHANED
-    uint32_t RB_ROLE_WRITER
-    uint32_t RB_ROLE_READER
-    int32_t RB_PID_REAPING
-
-    ctypedef struct rb_group:
-        uint64_t claim
-        uint64_t release
-        uint32_t state
-        uint32_t members_attached
-        uint32_t members_ever
-        uint64_t start_seq
-        uint64_t lost_dead_reader
-        uint64_t lost_orphaned
-        uint64_t lost_abandoned
-
-    ctypedef struct rb_proc:
-        int32_t pid
-        uint32_t role
-        uint32_t group
-        uint32_t held_n
-        uint64_t held
-        uint64_t count
-        double deadtime_sum
-        uint64_t start_time
-
-    ctypedef struct rb_header:
-        uint64_t magic
-        uint32_t version
-        uint32_t header_bytes
-        uint64_t nslots
-        uint64_t slot_stride
-        uint64_t payload_bytes
-        uint64_t slots_offset
-        uint64_t done_offset
-        uint64_t data_offset
-        uint64_t total_bytes
-        uint64_t token
-        uint64_t dtype_hash
-        int32_t owner_pid
-        uint32_t values_per_slot
-        uint64_t owner_start_time
-        double created
-        uint64_t write_claim
-        uint32_t state
-        uint32_t paused
-        uint32_t ngroups
-        uint64_t abandoned_total
-        uint64_t retired_published
-        double retired_deadtime
-        uint64_t reaped_readers
-        uint64_t reaped_writers
-        uint64_t claim_limit
-        uint32_t data_futex
-        uint32_t data_waiting
-        uint32_t space_futex
-        uint32_t space_waiting
-        rb_group groups[16]
-        rb_proc procs[256]
-
-    ctypedef struct rb_slot:
-        uint64_t pub
-        uint64_t wseq
-        uint64_t abandoned
-        int64_t counter
-        double timestamp
-        double deadtime
-
-    size_t rb_header_size()
-    size_t rb_slot_size()
-    uint64_t rb_load_acq64(const uint64_t *p)
-    uint64_t rb_load_rlx64(const uint64_t *p)
-    uint64_t rb_load_sc64(const uint64_t *p)
-    void rb_store_rel64(uint64_t *p, uint64_t v)
-    void rb_store_rlx64(uint64_t *p, uint64_t v)
-    void rb_store_sc64(uint64_t *p, uint64_t v)
-    int rb_cas64(uint64_t *p, uint64_t expected, uint64_t desired)
-    uint64_t rb_add64(uint64_t *p, uint64_t v)
-    uint64_t rb_max64(uint64_t *p, uint64_t v)
-    uint32_t rb_load_acq32(const uint32_t *p)
-    uint32_t rb_load_sc32(const uint32_t *p)
-    void rb_store_rel32(uint32_t *p, uint32_t v)
-    void rb_store_sc32(uint32_t *p, uint32_t v)
-    uint32_t rb_add32(uint32_t *p, uint32_t v)
-    uint32_t rb_sub32(uint32_t *p, uint32_t v)
-    int rb_cas32(uint32_t *p, uint32_t expected, uint32_t desired)
-    int rb_cas_i32(int32_t *p, int32_t expected, int32_t desired)
-    int32_t rb_load_acq_i32(const int32_t *p)
-    void rb_store_rel_i32(int32_t *p, int32_t v)
-    void rb_fence_acq()
-    void rb_fence_rel()
-    void rb_fence_sc()
-    void rb_cpu_relax()
-    int rb_futex_wait(uint32_t *word, uint32_t expected, double timeout_s)
-    void rb_announce_sleep(uint32_t *waiting)
-    void rb_wake_if_waiting(uint32_t *word, uint32_t *waiting)
-    void rb_wake_always(uint32_t *word)
-    double rb_wall_time()
-    double rb_mono_time()
-    int rb_pid_alive(int pid, uint64_t start_time)
-    uint64_t rb_self_start_time()
 
 
-# An abandoned sequence carries this bit when nothing was ever written into it
-# (a writer stopped by the end of the run): readers skip it without counting a loss.
-cdef uint64_t VOID_BIT = (<uint64_t>1) << 63
 cdef uint64_t NO_TAIL = <uint64_t>0xFFFFFFFFFFFFFFFF
 
 # results of the waiting loops
@@ -172,15 +68,41 @@ cdef enum:
     W_SIGNAL = 3       # a signal arrived: Python must run its handlers
     W_OWNER_GONE = 4   # the creating process died
     W_TIMEOUT = 5
+    W_CLOSING = 6      # close() was called from another thread
+
+# results of ReaderCore._try_claim
+cdef enum:
+    C_NONE = 0
+    C_TOOK = 1
+    C_HOLD = 2         # the group's claims are on hold (orphaned, or a state change under way)
+
+# why a writer cannot fill its claim yet (WriterCore._blocked)
+cdef enum:
+    B_FREE = 0
+    B_LAP = 1          # I1a: a slower writer still fills the slot's previous sequence
+    B_GATE = 2         # I1b: a group has not released the slot's previous sequence
 
 # how long a waiter sleeps on the futex before it looks at liveness again
 cdef double SLEEP_SLICE = 0.1
 cdef double LIVENESS_PERIOD = 0.25
+cdef double HOLD_PAUSE = 0.0002  # a member waits this long for a group's state change to end
 
 MAX_GROUPS = RB_MAX_GROUPS
 MAX_PROCS = RB_MAX_PROCS
 LAYOUT_VERSION = RB_VERSION
+STATE_RUNNING = RB_RUNNING
+STATE_STOPPING = RB_STOPPING
+STATE_SHUTDOWN = RB_SHUTDOWN
+STATE_CLOSED = RB_CLOSED
 STATE_NAMES = {RB_RUNNING: "running", RB_STOPPING: "stopping", RB_SHUTDOWN: "shutdown", RB_CLOSED: "closed"}
+GROUP_UNUSED = RB_GROUP_UNUSED
+GROUP_ACTIVE = RB_GROUP_ACTIVE
+GROUP_ORPHANED = RB_GROUP_ORPHANED
+GROUP_STARTING = RB_GROUP_STARTING
+GROUP_STATE_NAMES = {RB_GROUP_UNUSED: "unused", RB_GROUP_ACTIVE: "active", RB_GROUP_ORPHANED: "orphaned",
+                     RB_GROUP_STARTING: "starting"}
+ROLE_WRITER = RB_ROLE_WRITER
+ROLE_READER = RB_ROLE_READER
 
 
 class RingError(RuntimeError):
@@ -191,12 +113,102 @@ class OwnerGone(SystemExit):
     """The process that created the buffer has died: end this worker."""
 
 
+# ---------------------------------------------------------------------------
+# fault points: a process stops itself (SIGSTOP) at a named step, so that a
+# test can kill it exactly there, or let it go on (SIGCONT) after changing
+# what it races with. One load and compare of a module global per point.
+# ---------------------------------------------------------------------------
+
+cdef enum:
+    FP_NONE = 0
+    FP_WRITER_ANNOUNCED     # claim announced in the registry, CAS not yet done (I5)
+    FP_WRITER_CLAIMED       # sequence claimed, nothing written yet
+    FP_WRITER_PUBLISHING    # first slot of a batch published, the rest not
+    FP_WRITER_PUBLISHED     # all published, announcement not yet withdrawn
+    FP_READER_ANNOUNCED     # claim announced, CAS not yet done
+    FP_READER_RELEASING     # done marks stored, release cursor not yet moved
+    FP_JOINING              # registry entry taken, not yet filled in
+    FP_REGISTERED           # registered as a member, group not yet looked at
+    FP_REAPER_TOOK          # a dead process's entry taken for reaping
+    FP_REAPER_MARKED        # one of its sequences finished, loss not yet counted
+    FP_REAPER_RELEASED      # all finished, entry not yet freed
+    FP_GROUP_LOCKED         # group lock taken, nothing changed yet
+    FP_GROUP_HOLD           # claims put on hold, orphan decision not yet made
+    FP_GROUP_STARTING       # group gates again, cursors not yet moved
+    FP_GROUP_MOVED          # release cursor moved, claims not yet opened
+    FP_SLEEP_ANNOUNCED      # a waiter read the futex word and raised its flag, not yet re-checked
+
+FAULT_POINTS = {
+    "writer_announced": FP_WRITER_ANNOUNCED, "writer_claimed": FP_WRITER_CLAIMED,
+    "writer_publishing": FP_WRITER_PUBLISHING, "writer_published": FP_WRITER_PUBLISHED,
+    "reader_announced": FP_READER_ANNOUNCED, "reader_releasing": FP_READER_RELEASING,
+    "joining": FP_JOINING, "registered": FP_REGISTERED,
+    "reaper_took": FP_REAPER_TOOK, "reaper_marked": FP_REAPER_MARKED, "reaper_released": FP_REAPER_RELEASED,
+    "group_locked": FP_GROUP_LOCKED, "group_hold": FP_GROUP_HOLD,
+    "group_starting": FP_GROUP_STARTING, "group_moved": FP_GROUP_MOVED,
+    "sleep_announced": FP_SLEEP_ANNOUNCED,
+}
+
+cdef int _fault_point = FP_NONE
+cdef long _fault_skip = 0
+
+
+cdef inline void _fault(int point) noexcept nogil:
+    if _fault_point == point:
+        _fault_hit()
+
+
+cdef void _fault_hit() noexcept nogil:
+    global _fault_point, _fault_skip
+    if _fault_skip > 0:
+        _fault_skip -= 1
+        return
+    _fault_point = FP_NONE
+    kill(getpid(), SIGSTOP)
+
+
+def _set_fault_point(name, long skip=0):
+    """Test hook: stop this process (SIGSTOP) the (skip+1)-th time it reaches
+    the named step (a key of FAULT_POINTS); None clears it."""
+    global _fault_point, _fault_skip
+    if name is None:
+        _fault_point = FP_NONE
+        return
+    if name not in FAULT_POINTS:
+        raise ValueError(f"unknown fault point {name!r}; known: {', '.join(sorted(FAULT_POINTS))}")
+    _fault_skip = skip
+    _fault_point = FAULT_POINTS[name]
+
+
+def _set_sleep_slice(double seconds):
+    """Test hook: how long a waiter sleeps before it looks at liveness again
+    (0.1 s). A long slice turns a lost wake-up into a hang a test can see."""
+    global SLEEP_SLICE
+    if not seconds > 0:
+        raise ValueError(f"the sleep slice must be > 0 s, got {seconds}")
+    SLEEP_SLICE = seconds
+
+
+def _identity_alive(int pid, uint64_t start_time):
+    """Test hook: is (pid, start time in clock ticks) a running process?"""
+    return bool(rb_ident_alive((start_time & 0xffffffff) << 32 | <uint64_t>pid))
+
+
+# ===========================================================================
+# The segment
+#
+# Created and initialised by the owner, the magic number stored last, so a
+# half-made segment is never taken for ours; attached by everyone else after
+# checking magic, version and geometry. The mapping stays while a NumPy view
+# of it or a call without the GIL uses it (exports, users).
+# ===========================================================================
+
 cdef inline uint64_t _round_up(uint64_t n, uint64_t to) noexcept nogil:
     return (n + to - 1) // to * to
 
 
 def layout_sizes(uint64_t nslots, uint64_t payload_bytes):
-    """Bytes of (header, slot table, done marks, data, total) for a geometry."""
+    """Bytes of (header, slot table, done marks, data, total, slot stride) for a geometry."""
     cdef uint64_t stride = _round_up(payload_bytes if payload_bytes > 0 else 1, RB_LINE)
     cdef uint64_t hdr = rb_header_size()
     cdef uint64_t slots = _round_up(nslots * rb_slot_size(), RB_LINE)
@@ -216,6 +228,8 @@ cdef class Segment:
     cdef uint64_t *done
     cdef char *data
     cdef int exports
+    cdef int users            # calls in progress without the GIL (reap, copies)
+    cdef bint unmap_pending   # close() came while users > 0: the last user unmaps
     cdef readonly str name
     cdef readonly bint is_owner
     cdef object __weakref__
@@ -223,6 +237,8 @@ cdef class Segment:
     def __cinit__(self):
         self.base = NULL
         self.exports = 0
+        self.users = 0
+        self.unmap_pending = False
 
     cdef int _map(self, int fd, size_t size) except -1:
         cdef void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)
@@ -237,6 +253,24 @@ cdef class Segment:
         self.slots = <rb_slot *>(self.base + self.hdr.slots_offset)
         self.done = <uint64_t *>(self.base + self.hdr.done_offset)
         self.data = self.base + self.hdr.data_offset
+
+    cdef int _enter(self) except -1:
+        """Mark a call that will run without the GIL (with the GIL held)."""
+        if self.base == NULL or self.unmap_pending:
+            raise ValueError("the ring buffer segment is closed")
+        self.users += 1
+        return 0
+
+    cdef void _leave(self) noexcept:
+        self.users -= 1
+        if self.users == 0 and self.unmap_pending and self.exports == 0:
+            self._unmap()
+
+    cdef void _unmap(self) noexcept:
+        if self.base != NULL:
+            munmap(self.base, self.size)
+            self.base = NULL
+            self.hdr = NULL
 
     @staticmethod
     def create(str name, uint64_t nslots, uint64_t payload_bytes, uint32_t values_per_slot,
@@ -280,8 +314,7 @@ cdef class Segment:
         h.total_bytes = total
         h.token = token
         h.dtype_hash = dtype_hash
-        h.owner_pid = getpid()
-        h.owner_start_time = rb_self_start_time()
+        h.owner_id = rb_self_ident()
         h.values_per_slot = values_per_slot
         h.created = rb_wall_time()
         h.state = RB_RUNNING
@@ -336,19 +369,17 @@ cdef class Segment:
         self.exports -= 1
 
     def close(self):
-        """Unmap now, or as soon as the last NumPy view of the slots is gone."""
+        """Unmap now, or as soon as the last NumPy view of the slots and the
+        last call running without the GIL are done with the mapping."""
         if self.base == NULL:
             return
-        if self.exports > 0:
-            return  # NumPy views still use the mapping: __dealloc__ unmaps it
-        munmap(self.base, self.size)
-        self.base = NULL
-        self.hdr = NULL
+        if self.exports > 0 or self.users > 0:
+            self.unmap_pending = True  # the last user unmaps; views: __dealloc__ does
+            return
+        self._unmap()
 
     def __dealloc__(self):
-        if self.base != NULL:
-            munmap(self.base, self.size)
-            self.base = NULL
+        self._unmap()
 
     def unlink(self):
         """Remove the segment's name; memory is freed when the last process unmaps it."""
@@ -357,7 +388,7 @@ cdef class Segment:
 
     @property
     def mapped(self):
-        return self.base != NULL
+        return self.base != NULL and not self.unmap_pending
 
     # -- geometry and identity -------------------------------------------
     @property
@@ -386,7 +417,7 @@ cdef class Segment:
 
     @property
     def owner_pid(self):
-        return self.hdr.owner_pid
+        return RB_ID_PID(self.hdr.owner_id)
 
     @property
     def total_bytes(self):
@@ -406,7 +437,7 @@ cdef class Segment:
         rb_store_sc32(&self.hdr.paused, 1 if value else 0)
 
     def owner_alive(self):
-        return bool(rb_pid_alive(self.hdr.owner_pid, self.hdr.owner_start_time))
+        return bool(rb_ident_alive(self.hdr.owner_id))
 
     @property
     def claim_limit(self):
@@ -416,8 +447,16 @@ cdef class Segment:
 
     @claim_limit.setter
     def claim_limit(self, value):
+        # Writers re-read the limit after their claim's CAS and give back what
+        # lies beyond it, so a limit set while they run is kept exactly unless
+        # more was already claimed than it allows (see WriterCore._claim).
         rb_store_sc64(&self.hdr.claim_limit, NO_TAIL if value is None else <uint64_t>value)
         rb_wake_always(&self.hdr.space_futex)
+
+    @property
+    def claimed(self):
+        """Sequences claimed by writers so far (the write cursor)."""
+        return rb_load_sc64(&self.hdr.write_claim)
 
     def set_state(self, uint32_t new_state):
         """Move the run state forward (never back) and wake every sleeper."""
@@ -429,52 +468,74 @@ cdef class Segment:
         rb_wake_always(&self.hdr.data_futex)
         rb_wake_always(&self.hdr.space_futex)
 
+    # -- groups ------------------------------------------------------------
     def add_group(self):
         """Add a reader group that receives the events published from now on.
 
-        Only the owning process adds groups. Protocol against writers that
-        claim meanwhile: the group gates from a conservative start W, then is
-        moved to the claim cursor W2 read after it was activated; any writer
-        that claimed before W2 without seeing the group wrote a sequence the
-        group never reads.
+        Only the owning process adds groups (one thread at a time). The group
+        becomes visible gating from the write cursor w0, then starts at the
+        cursor w2 read after the writers' cached tails expired (I1b, see
+        _group_start): a writer that claimed before w2 without seeing the
+        group wrote a sequence the group never reads.
         """
         cdef rb_header *h = self.hdr
-        cdef uint32_t g = h.ngroups
+        cdef uint32_t g = rb_load_acq32(&h.ngroups)
         if g >= <uint32_t>RB_MAX_GROUPS:
             raise RingError(f"a buffer has at most {RB_MAX_GROUPS} reader groups")
         cdef rb_group *grp = &h.groups[g]
-        cdef uint64_t w = rb_load_sc64(&h.write_claim)
-        cdef uint64_t lo = w - h.nslots if w > h.nslots else 0
-        grp.start_seq = w
-        rb_store_sc64(&grp.claim, w)
-        rb_store_sc64(&grp.release, lo)  # gate at least as hard as any group could need
-        rb_store_sc32(&grp.state, RB_GROUP_ACTIVE)
-        rb_store_sc32(&h.ngroups, g + 1)
-        cdef uint64_t w2 = rb_load_sc64(&h.write_claim)
-        grp.start_seq = w2
-        rb_store_sc64(&grp.claim, w2)
-        rb_store_sc64(&grp.release, w2)
+        cdef uint64_t w0 = rb_load_sc64(&h.write_claim)
+        rb_store_rel64(&grp.lock, rb_self_ident())
+        grp.start_seq = w0
+        grp.members_ever = 0
+        grp.lost_dead_reader = 0
+        grp.lost_orphaned = 0
+        grp.lost_abandoned = 0
+        rb_store_sc64(&grp.release, w0)
+        rb_store_sc64(&grp.claim, w0 | RB_HOLD)
+        rb_store_sc32(&grp.state, RB_GROUP_STARTING)
+        rb_store_sc32(&h.ngroups, g + 1)  # visible from here on, gating from w0
+        _group_start(h, grp, False)
+        _group_unlock(grp)
         return g
 
     def retire_group(self, uint32_t g):
         """Every member of group g has ended for good (its workers returned):
-        the group stops holding back the writers, as when its last member
-        dies. What it had not consumed, and what is published while it has
-        no member, counts as lost (orphaned); a member joining later
-        re-activates it with the events published from then on."""
+        unless a live member is still registered, the group stops holding
+        back the writers, as when its last member dies. What it had not
+        consumed, and what is published while it has no member, counts as
+        lost (orphaned); a member joining later starts it again with the
+        events published from then on."""
         cdef rb_header *h = self.hdr
+        cdef bint got
         if g >= rb_load_acq32(&h.ngroups):
             raise RingError(f"reader group {g} does not exist in this buffer")
-        rb_cas32(&h.groups[g].state, RB_GROUP_ACTIVE, RB_GROUP_ORPHANED)
-        if rb_load_sc32(&h.groups[g].members_attached) != 0:
-            _reactivate(h, &h.groups[g])  # a member joined meanwhile
+        cdef rb_group *grp = &h.groups[g]
+        self._enter()
+        try:
+            while True:
+                with nogil:
+                    got = _group_trylock(h, self.done, g)
+                    if got:
+                        _group_settle(h, g, False)
+                        _group_unlock(grp)
+                if got:
+                    break
+                PyErr_CheckSignals()
+                with nogil:
+                    rb_sleep_s(HOLD_PAUSE)
+        finally:
+            self._leave()
         rb_wake_always(&h.space_futex)
 
     def reap(self):
-        """Free what dead writers and readers held; returns the number reaped."""
+        """Finish what dead writers and readers held; returns the number reaped."""
         cdef int n
-        with nogil:
-            n = _reap(self.hdr, self.slots, self.done)
+        self._enter()
+        try:
+            with nogil:
+                n = _reap(self.hdr, self.slots, self.done)
+        finally:
+            self._leave()
         return n
 
     def snapshot(self):
@@ -484,33 +545,45 @@ cdef class Segment:
         cdef uint32_t g
         cdef rb_group *grp
         cdef rb_proc *p
+        cdef uint64_t o, c
+        cdef uint32_t ng = rb_load_acq32(&h.ngroups)
+        members = [0] * ng
+        in_use = 0
+        published = 0
+        deadtime = 0.0
+        procs = []
+        for i in range(RB_MAX_PROCS):
+            p = &h.procs[i]
+            # entry statistics only grow, whoever owns the entry: totals are sums
+            published += rb_load_acq64(&p.published)
+            deadtime += rb_load_acq_f64(&p.deadtime_sum)
+            o = rb_load_acq64(&p.owner)
+            in_use += o != 0
+            if o == 0 or (o & RB_ID_FLAGS):
+                continue  # free, or being filled in or reaped
+            role = p.role
+            own = rb_load_acq64(&p.published if role == RB_ROLE_WRITER else &p.consumed)
+            procs.append({"pid": RB_ID_PID(o), "role": role, "group": p.group,
+                          "held_n": rb_load_acq32(&p.held_n), "held": rb_load_rlx64(&p.held),
+                          "count": own - p.base})
+            if role == RB_ROLE_READER and p.group < ng:
+                members[p.group] += 1
         groups = []
-        for g in range(rb_load_acq32(&h.ngroups)):
+        for g in range(ng):
             grp = &h.groups[g]
+            c = rb_load_acq64(&grp.claim)
             groups.append({
                 "state": rb_load_acq32(&grp.state),
-                "claim": rb_load_acq64(&grp.claim),
+                "claim": c & ~RB_HOLD,
+                "hold": (c & RB_HOLD) != 0,
                 "release": rb_load_acq64(&grp.release),
-                "start": grp.start_seq,
-                "members_attached": rb_load_acq32(&grp.members_attached),
+                "start": rb_load_acq64(&grp.start_seq),
+                "members_attached": members[g],
                 "members_ever": rb_load_acq32(&grp.members_ever),
                 "lost_dead_reader": rb_load_acq64(&grp.lost_dead_reader),
                 "lost_orphaned": rb_load_acq64(&grp.lost_orphaned),
                 "lost_abandoned": rb_load_acq64(&grp.lost_abandoned),
             })
-        published = rb_load_acq64(&h.retired_published)
-        deadtime = h.retired_deadtime
-        procs = []
-        for i in range(RB_MAX_PROCS):
-            p = &h.procs[i]
-            pid = rb_load_acq_i32(&p.pid)
-            if pid == 0:
-                continue
-            procs.append({"pid": pid, "role": p.role, "group": p.group, "held_n": p.held_n, "held": p.held,
-                          "count": p.count})
-            if p.role == RB_ROLE_WRITER:
-                published += p.count
-                deadtime += p.deadtime_sum
         return {
             "state": rb_load_acq32(&h.state),
             "paused": rb_load_acq32(&h.paused) != 0,
@@ -518,28 +591,31 @@ cdef class Segment:
             "published": published,
             "deadtime_sum": deadtime,
             "abandoned": rb_load_acq64(&h.abandoned_total),
-            "reaped_readers": h.reaped_readers,
-            "reaped_writers": h.reaped_writers,
+            "void": rb_load_acq64(&h.void_total),
+            "reaped_readers": rb_load_acq64(&h.reaped_readers),
+            "reaped_writers": rb_load_acq64(&h.reaped_writers),
             "groups": groups,
             "procs": procs,
+            "entries_in_use": in_use,
         }
 
     def drained(self):
-        """True when every group that has a live member has consumed all
-        claimed sequences and no live writer holds an unpublished slot."""
+        """True when every gating group that has a registered member has
+        consumed all claimed sequences and no writer holds an unpublished slot."""
         cdef rb_header *h = self.hdr
         cdef uint64_t w = rb_load_sc64(&h.write_claim)
-        cdef uint32_t g
+        cdef uint32_t g, st
         cdef int i
         cdef rb_group *grp
         for g in range(rb_load_acq32(&h.ngroups)):
             grp = &h.groups[g]
-            if rb_load_acq32(&grp.state) != RB_GROUP_ACTIVE or rb_load_acq32(&grp.members_attached) == 0:
+            st = rb_load_acq32(&grp.state)
+            if st != RB_GROUP_ACTIVE and st != RB_GROUP_STARTING:
                 continue
-            if rb_load_acq64(&grp.release) < w:
+            if rb_load_acq64(&grp.release) < w and _registered_members(h, g) > 0:
                 return False
         for i in range(RB_MAX_PROCS):
-            if (rb_load_acq_i32(&h.procs[i].pid) > 0 and h.procs[i].role == RB_ROLE_WRITER
+            if (_owned_entry(&h.procs[i]) and h.procs[i].role == RB_ROLE_WRITER
                     and rb_load_acq32(&h.procs[i].held_n) != 0):
                 return False
         return True
@@ -560,173 +636,230 @@ def _shm_free_bytes():
         return -1
 
 
-# ---------------------------------------------------------------------------
-# helpers on raw pointers, shared by the endpoints and the reaper
-# ---------------------------------------------------------------------------
-
-cdef inline void _advance_release(rb_group *grp, uint64_t *done_g, uint64_t nslots) noexcept nogil:
-    """Move the group's release cursor over every contiguous done sequence.
-    Any member may do it; the CAS makes each step happen once."""
-    cdef uint64_t r
-    while True:
-        r = rb_load_sc64(&grp.release)
-        if rb_load_sc64(&done_g[r % nslots]) != r + 1:
-            return
-        rb_cas64(&grp.release, r, r + 1)
+cdef inline bint _owned_entry(rb_proc *p) noexcept nogil:
+    """A registry entry with a registered owner (not free, not being filled in or reaped)."""
+    cdef uint64_t o = rb_load_sc64(&p.owner)
+    return o != 0 and (o & RB_ID_FLAGS) == 0
 
 
-cdef inline void _mark_done(uint64_t *done_g, uint64_t seq, uint64_t nslots) noexcept nogil:
-    # seq_cst: the store must be visible before we read the release cursor,
-    # or two members releasing neighbours could both miss each other's mark.
-    rb_store_sc64(&done_g[seq % nslots], seq + 1)
+cdef int _registered_members(rb_header *h, uint32_t g) noexcept nogil:
+    cdef int i, n = 0
+    for i in range(RB_MAX_PROCS):
+        if _owned_entry(&h.procs[i]) and h.procs[i].role == RB_ROLE_READER and h.procs[i].group == g:
+            n += 1
+    return n
 
+
+# ===========================================================================
+# Groups: gating, start, orphaning
+#
+# I1b  Writers read the gating tail (the smallest release cursor of the groups
+#      that gate: ACTIVE and STARTING) and cache it for one group epoch; every
+#      change of a group's gating bumps the epoch, and within an epoch release
+#      cursors only grow, so a cached tail is never too high.
+# I3   Members claim with a CAS on group.claim; RB_HOLD in that word closes
+#      claims (the CAS of a member expects a word without it).
+# I7   State changes happen under the group's lock, taken over from a dead
+#      holder; each step below can be redone by the successor.
+# I8   A group is orphaned only when its claims are on hold and then no live
+#      registered member is found. A joiner registers (seq_cst) and then reads
+#      the claim word (seq_cst): either the orphaning process sees the joiner
+#      and opens claims again, or the joiner sees the hold and settles the
+#      group itself (start it again) once it holds the lock.
+# ===========================================================================
 
 cdef inline uint64_t _gating_tail(rb_header *h) noexcept nogil:
-    """Smallest release cursor of the groups that gate the writers
-    (NO_TAIL when none does)."""
+    """Smallest release cursor of the groups that gate the writers (NO_TAIL when none does)."""
     cdef uint32_t ng = rb_load_acq32(&h.ngroups)
-    cdef uint32_t g
+    cdef uint32_t g, st
     cdef uint64_t t = NO_TAIL
     cdef uint64_t r
     for g in range(ng):
-        if rb_load_acq32(&h.groups[g].state) == RB_GROUP_ACTIVE:
+        st = rb_load_acq32(&h.groups[g].state)
+        if st == RB_GROUP_ACTIVE or st == RB_GROUP_STARTING:
             r = rb_load_acq64(&h.groups[g].release)
             if r < t:
                 t = r
     return t
 
 
-cdef bint _other_holds(rb_header *h, int skip, uint32_t role, uint32_t group, uint64_t seq) noexcept nogil:
-    """Does a live registry entry other than `skip` announce that it holds seq?"""
+cdef inline void _bump_epoch(rb_header *h) noexcept nogil:
+    rb_add32(&h.group_epoch, 1)
+
+
+cdef bint _group_trylock(rb_header *h, uint64_t *done, uint32_t g) noexcept nogil:
+    """Take group g's state lock, or take it over from a dead holder (I7) and
+    finish the counted step that holder may have left half done (I6)."""
+    cdef rb_group *grp = &h.groups[g]
+    cdef uint64_t me = rb_self_ident()
+    cdef uint64_t cur = rb_load_acq64(&grp.lock)
+    if cur == 0:
+        if not rb_cas64(&grp.lock, 0, me):
+            return False
+    elif cur != me and not rb_ident_alive(cur):
+        if not rb_cas64(&grp.lock, cur, me):
+            return False
+    else:
+        return False  # a live holder (possibly another thread of this process)
+    _group_recover(h, done, g)
+    _fault(FP_GROUP_LOCKED)
+    return True
+
+
+cdef void _group_recover(rb_header *h, uint64_t *done, uint32_t g) noexcept nogil:
+    """Lock held: a logged step whose count is missing gets its count (I6).
+    The counters are written only under the lock, so storing the logged
+    target is right whether the dead holder counted or not."""
+    cdef rb_group *grp = &h.groups[g]
+    cdef uint64_t n = h.nslots
+    cdef uint64_t *done_g = done + <uint64_t>g * n
+    cdef uint64_t log = rb_load_sc64(&grp.log_seq)
+    cdef uint64_t v, kind, target
+    if log == 0:
+        return
+    kind = log >> 62
+    v = RB_LOG_VALUE(log)
+    target = rb_load_acq64(&grp.log_target)
+    if kind == RB_LOG_DEAD:
+        if rb_load_sc64(&done_g[(v - 1) % n]) >= v or rb_load_sc64(&grp.release) >= v:
+            rb_store_rel64(&grp.lost_dead_reader, target)
+    elif kind == RB_LOG_ORPHANED:
+        if rb_load_sc64(&grp.release) >= v:
+            rb_store_rel64(&grp.lost_orphaned, target)
+    elif kind == RB_LOG_SKIP:
+        if (rb_load_sc64(&grp.claim) & ~RB_HOLD) >= v:  # the skip's CAS was done: finish it
+            rb_advance64(&done_g[(v - 1) % n], v)
+            rb_store_rel64(&grp.lost_abandoned, target)
+            _advance_release(grp, done_g, n)
+    rb_store_sc64(&grp.log_seq, 0)
+
+
+cdef inline void _log_step(rb_group *grp, uint64_t kind, uint64_t value, uint64_t target) noexcept nogil:
+    rb_store_rel64(&grp.log_target, target)
+    rb_store_sc64(&grp.log_seq, kind << 62 | value)
+
+
+cdef inline void _log_clear(rb_group *grp) noexcept nogil:
+    rb_store_sc64(&grp.log_seq, 0)
+
+
+cdef inline void _group_unlock(rb_group *grp) noexcept nogil:
+    rb_store_rel64(&grp.lock, 0)
+
+
+cdef bint _has_live_member(rb_header *h, uint32_t g) noexcept nogil:
+    """Is a live process registered as a member of group g?"""
     cdef int i
+    cdef uint64_t o
     cdef rb_proc *p
-    cdef int32_t pid
-    cdef uint32_t n
     for i in range(RB_MAX_PROCS):
-        if i == skip:
-            continue
         p = &h.procs[i]
-        pid = rb_load_acq_i32(&p.pid)
-        if pid <= 0 or p.role != role or (role == RB_ROLE_READER and p.group != group):
+        o = rb_load_sc64(&p.owner)
+        if o == 0 or (o & RB_ID_FLAGS) or p.role != RB_ROLE_READER or p.group != g:
             continue
-        n = rb_load_acq32(&p.held_n)
-        if n != 0 and p.held <= seq < p.held + n:
+        if rb_ident_alive(o):
             return True
     return False
 
 
-cdef void _reactivate(rb_header *h, rb_group *grp) noexcept nogil:
-    """An orphaned group gets a live member again: it starts over with the
-    events published from now on (the protocol of add_group), counting what it
-    skipped as lost."""
-    cdef uint64_t n = h.nslots
-    cdef uint64_t old = rb_load_sc64(&grp.release)
-    cdef uint64_t w = rb_load_sc64(&h.write_claim)
-    rb_max64(&grp.claim, w - n if w > n else 0)
-    rb_max64(&grp.release, w - n if w > n else 0)
-    if rb_cas32(&grp.state, RB_GROUP_ORPHANED, RB_GROUP_ACTIVE):
+cdef void _set_hold(rb_group *grp, bint hold) noexcept nogil:
+    cdef uint64_t c
+    while True:
+        c = rb_load_sc64(&grp.claim)
+        if ((c & RB_HOLD) != 0) == hold:
+            return
+        if rb_cas64(&grp.claim, c, (c | RB_HOLD) if hold else (c & ~RB_HOLD)):
+            return
+
+
+cdef void _group_start(rb_header *h, rb_group *grp, bint count_lost) noexcept nogil:
+    """(Re)start a group, lock held: it gates, then starts at the write cursor
+    w read after the writers' cached tails expired (I1b). A successor that
+    took the lock over redoes what is left; each step is idempotent."""
+    cdef uint64_t c, w, r
+    if rb_load_sc32(&grp.state) == RB_GROUP_ORPHANED:
+        rb_store_sc32(&grp.state, RB_GROUP_STARTING)  # gates from the old release cursor on
+    _bump_epoch(h)
+    _fault(FP_GROUP_STARTING)
+    c = rb_load_sc64(&grp.claim)
+    if c & RB_HOLD:
+        # Every writer that filled a sequence without seeing this group gate
+        # claimed it before w; the group starts at w and never reads those.
         w = rb_load_sc64(&h.write_claim)
-        rb_max64(&grp.claim, w)
-        rb_max64(&grp.release, w)
-        if w > old:
-            rb_add64(&grp.lost_orphaned, w - old)
+        while True:
+            r = rb_load_sc64(&grp.release)
+            if r >= w:
+                break
+            if count_lost:  # what was published while no member lived (I6: logged, then moved, then counted)
+                _log_step(grp, RB_LOG_ORPHANED, w, rb_load_acq64(&grp.lost_orphaned) + (w - r))
+            if rb_cas64(&grp.release, r, w):
+                _fault(FP_GROUP_MOVED)
+                if count_lost:
+                    rb_store_rel64(&grp.lost_orphaned, rb_load_acq64(&grp.log_target))
+                    _log_clear(grp)
+                break
+        rb_store_rel64(&grp.start_seq, w)
+        rb_cas64(&grp.claim, c, w)  # claims open at w (nobody else changes a word on hold)
+    rb_store_sc32(&grp.state, RB_GROUP_ACTIVE)
+    _bump_epoch(h)
+    rb_wake_always(&h.space_futex)  # writers that slept on the interim gate
+    rb_wake_always(&h.data_futex)   # members that waited for the claims to open
 
 
-cdef int _reap_reader(rb_header *h, rb_slot *slots, uint64_t *done, int i) noexcept nogil:
-    """Release what dead reader entry i held. 0: try again later (someone
-    else may hold the same sequence for a moment), 1: done."""
-    cdef rb_proc *p = &h.procs[i]
-    cdef uint64_t n = h.nslots
-    cdef uint32_t g = p.group
+cdef void _group_settle(rb_header *h, uint32_t g, bint member) noexcept nogil:
+    """Bring group g to a stable state, lock held: ACTIVE with claims open when
+    a live member is registered, ORPHANED otherwise (I8). `member`: the caller
+    is a live registered member. Called by joiners, by members that met a
+    hold, by the reaper after a member died and by retire_group; redone by
+    whoever takes the lock over from a dead caller."""
     cdef rb_group *grp = &h.groups[g]
-    cdef uint64_t *done_g = done + <uint64_t>g * n
-    cdef uint64_t q
-    cdef uint32_t held_n = rb_load_acq32(&p.held_n)
-    for q in range(p.held, p.held + held_n):
-        if rb_load_sc64(&grp.release) > q or rb_load_sc64(&done_g[q % n]) >= q + 1:
-            continue  # released already
-        if rb_load_sc64(&grp.claim) <= q:
-            continue  # announced but never claimed (I5)
-        if _other_holds(h, i, RB_ROLE_READER, g, q):
-            return 0
-        _mark_done(done_g, q, n)
-        rb_add64(&grp.lost_dead_reader, 1)
-    _advance_release(grp, done_g, n)
-    if rb_sub32(&grp.members_attached, 1) == 0:
-        # the last live member died: the group no longer holds back the writers
-        rb_cas32(&grp.state, RB_GROUP_ACTIVE, RB_GROUP_ORPHANED)
-        if rb_load_sc32(&grp.members_attached) != 0:
-            _reactivate(h, grp)  # a new member joined meanwhile
-    rb_add64(&h.reaped_readers, 1)
-    return 1
-
-
-cdef int _reap_writer(rb_header *h, rb_slot *slots, int i) noexcept nogil:
-    cdef rb_proc *p = &h.procs[i]
-    cdef uint64_t n = h.nslots
-    cdef uint64_t q
-    cdef uint32_t held_n = rb_load_acq32(&p.held_n)
-    cdef rb_slot *sl
-    for q in range(p.held, p.held + held_n):
-        if rb_load_sc64(&h.write_claim) <= q:
-            continue  # never claimed
-        sl = &slots[q % n]
-        if rb_load_acq64(&sl.pub) >= q + 1 or (rb_load_acq64(&sl.abandoned) & ~VOID_BIT) >= q + 1:
-            continue  # published or abandoned already
-        if _other_holds(h, i, RB_ROLE_WRITER, 0, q):
-            return 0
-        rb_store_sc64(&sl.abandoned, q + 1)
-        rb_add64(&h.abandoned_total, 1)
-    rb_add64(&h.retired_published, p.count)
-    h.retired_deadtime += p.deadtime_sum
-    rb_add64(&h.reaped_writers, 1)
-    return 1
-
-
-cdef int _reap(rb_header *h, rb_slot *slots, uint64_t *done) noexcept nogil:
-    cdef int i
-    cdef int reaped = 0
-    cdef int ok
-    cdef int32_t pid
-    cdef rb_proc *p
-    for i in range(RB_MAX_PROCS):
-        p = &h.procs[i]
-        pid = rb_load_acq_i32(&p.pid)
-        if pid <= 0 or rb_pid_alive(pid, p.start_time):
-            continue
-        if not rb_cas_i32(&p.pid, pid, RB_PID_REAPING):
-            continue  # another reaper took it
-        if p.role == RB_ROLE_READER:
-            ok = _reap_reader(h, slots, done, i)
-        else:
-            ok = _reap_writer(h, slots, i)
-        if ok:
-            rb_store_sc32(&p.held_n, 0)
-            rb_store_rel_i32(&p.pid, 0)
-            reaped += 1
-        else:
-            rb_store_rel_i32(&p.pid, pid)
-    if reaped:
-        rb_wake_always(&h.space_futex)
+    cdef uint32_t st = rb_load_sc32(&grp.state)
+    if st == RB_GROUP_STARTING:
+        _group_start(h, grp, True)  # a start that a dead holder left half done
+        return
+    if st == RB_GROUP_ORPHANED:
+        if member or _has_live_member(h, g):
+            _group_start(h, grp, True)
+        return
+    if st != RB_GROUP_ACTIVE:
+        return
+    if not (rb_load_sc64(&grp.claim) & RB_HOLD):
+        if member or _has_live_member(h, g):
+            return
+        _set_hold(grp, True)  # close claims, then look again: the Dekker pair of I8
+        _fault(FP_GROUP_HOLD)
+    if member or _has_live_member(h, g):
+        _set_hold(grp, False)
         rb_wake_always(&h.data_futex)
-    return reaped
+        return
+    rb_store_sc32(&grp.state, RB_GROUP_ORPHANED)
+    _bump_epoch(h)
+    rb_wake_always(&h.space_futex)
 
+
+# ===========================================================================
+# Endpoints: what writers and readers share
+#
+# Registration: an entry is taken with the JOINING flag (the reaper frees it
+# at once if that process dies: it holds nothing yet), filled in, then
+# published with the owner's identity (seq_cst). Statistics of the entry only
+# grow; `base` remembers where this owner started.
+# One endpoint serves one thread. close() from another thread while a call
+# waits without the GIL is deferred: the waiting call ends with SystemExit and
+# finishes the close, so nothing it uses is freed under it.
+# ===========================================================================
 
 cdef rb_proc *_take_entry(rb_header *h) noexcept nogil:
-    """A free registry entry, reserved (pid = RB_PID_REAPING) until filled in; NULL when full."""
+    """A free registry entry, reserved with the JOINING flag; NULL when full."""
     cdef int i
+    cdef uint64_t me = rb_self_ident() | RB_ID_JOINING
     for i in range(RB_MAX_PROCS):
-        if rb_cas_i32(&h.procs[i].pid, 0, RB_PID_REAPING):
+        if rb_load_rlx64(&h.procs[i].owner) == 0 and rb_cas64(&h.procs[i].owner, 0, me):
             return &h.procs[i]
     return NULL
 
 
-# ---------------------------------------------------------------------------
-# endpoints
-# ---------------------------------------------------------------------------
-
 cdef class _Endpoint:
-    """What writers and readers share: the mapping, a registry entry, waiting."""
 
     cdef Segment seg
     cdef rb_header *hdr
@@ -742,10 +875,16 @@ cdef class _Endpoint:
     cdef double spin_s
     cdef bint spin_forever
     cdef double next_liveness
+    cdef uint64_t own_count   # events published / consumed by this endpoint
+    cdef uint64_t base        # the entry's counter when this endpoint registered
+    cdef bint busy            # a call waits without the GIL
+    cdef bint closing         # close() came while busy
 
     def __cinit__(self):
         self.hdr = NULL
         self.me = NULL
+        self.busy = False
+        self.closing = False
 
     cdef int _setup(self, Segment seg, list views, object base2d, uint32_t role, uint32_t group,
                     double spin_s, bint spin_forever) except -1:
@@ -763,27 +902,32 @@ cdef class _Endpoint:
         self.base2d = base2d
         self.spin_s = spin_s
         self.spin_forever = spin_forever
-        cdef int32_t mypid = getpid()
         self.me = _take_entry(self.hdr)
         if self.me == NULL:
-            _reap(self.hdr, self.slots, self.done)  # dead processes may hold entries
+            with nogil:
+                _reap(self.hdr, self.slots, self.done)  # dead processes may hold entries
             self.me = _take_entry(self.hdr)
         if self.me == NULL:
+            self.hdr = NULL
             raise RingError(f"too many processes attached to this buffer (at most {RB_MAX_PROCS})")
+        _fault(FP_JOINING)
         self.me.role = role
         self.me.group = group
-        self.me.held_n = 0
-        self.me.held = 0
-        self.me.count = 0
-        self.me.deadtime_sum = 0.0
-        self.me.start_time = rb_self_start_time()
-        rb_store_rel_i32(&self.me.pid, mypid)
+        rb_store_rlx64(&self.me.held, 0)
+        rb_store_rel32(&self.me.held_n, 0)
+        self.base = rb_load_acq64(&self.me.published if role == RB_ROLE_WRITER else &self.me.consumed)
+        self.me.base = self.base
+        self.own_count = 0
+        rb_store_sc64(&self.me.owner, rb_self_ident())  # registered
         self.next_liveness = rb_mono_time() + LIVENESS_PERIOD
         return 0
 
     cdef int _check_open(self) except -1:
         if self.hdr == NULL:
             raise ValueError("this endpoint is closed")
+        if self.busy:
+            raise RuntimeError("this endpoint is waiting in another thread; one endpoint serves one thread "
+                               "(close() from another thread is allowed)")
         return 0
 
     cdef int _liveness(self) noexcept nogil:
@@ -793,7 +937,7 @@ cdef class _Endpoint:
             return W_OK
         self.next_liveness = now + LIVENESS_PERIOD
         _reap(self.hdr, self.slots, self.done)
-        if not rb_pid_alive(self.hdr.owner_pid, self.hdr.owner_start_time):
+        if not rb_ident_alive(self.hdr.owner_id):
             return W_OWNER_GONE
         if self.spin_forever:
             return W_SIGNAL  # a spinning waiter never sleeps into EINTR: let Python look at signals
@@ -805,8 +949,19 @@ cdef class _Endpoint:
             return 0
         if r == W_OWNER_GONE:
             raise OwnerGone(f"mimocorb: the process that created ring buffer {self.seg.name!r} "
-                            f"(pid {self.hdr.owner_pid}) has ended; stopping this worker")
+                            f"(pid {RB_ID_PID(self.hdr.owner_id)}) has ended; stopping this worker")
+        if r == W_CLOSING:
+            raise SystemExit("mimocorb: the endpoint was closed from another thread")
         raise SystemExit()
+
+    cdef void _close_from_other_thread(self) noexcept:
+        """close() while a call waits: let that call finish the close."""
+        self.closing = True
+        rb_wake_always(&self.hdr.data_futex)
+        rb_wake_always(&self.hdr.space_futex)
+
+    cdef void _finish_close(self) noexcept:
+        pass  # the roles give back what they hold, then unregister
 
     def set_spin(self, double spin_s, bint spin_forever=False):
         """Spin this long before sleeping on the futex; spin_forever for the
@@ -816,12 +971,14 @@ cdef class _Endpoint:
 
     @property
     def state(self):
-        self._check_open()
+        if self.hdr == NULL:
+            raise ValueError("this endpoint is closed")
         return rb_load_acq32(&self.hdr.state)
 
     @property
     def paused(self):
-        self._check_open()
+        if self.hdr == NULL:
+            raise ValueError("this endpoint is closed")
         return rb_load_acq32(&self.hdr.paused) != 0
 
     @property
@@ -834,41 +991,52 @@ cdef class _Endpoint:
     cdef void _unregister(self) noexcept:
         if self.me != NULL:
             rb_store_sc32(&self.me.held_n, 0)
-            if self.me.role == RB_ROLE_WRITER:
-                rb_add64(&self.hdr.retired_published, self.me.count)
-                self.hdr.retired_deadtime += self.me.deadtime_sum
-            rb_store_rel_i32(&self.me.pid, 0)
+            rb_store_rel64(&self.me.owner, 0)  # the entry's statistics stay: totals are sums
             self.me = NULL
         self.hdr = NULL
         self.views = None
         self.base2d = None
 
 
+# ===========================================================================
+# Writers
+#
+# I1   fill seq s only when its slot's previous sequence is finished (a) and
+#      every gating group released it (b): _blocked().
+# I2   publish with a store-release of pub after the payload; the last of a
+#      batch seq_cst (the store-load barrier before looking for sleepers).
+# I4   wseq before the payload (_begin_fill).
+# I5   announce (held, held_n) before the claim's CAS; withdraw after publishing.
+# A writer's own abandon/void marks are plain stores: it holds those
+# sequences, and the reaper touches only sequences that no live entry announces.
+# ===========================================================================
+
 cdef class WriterCore(_Endpoint):
     """Claims slots, lets the caller fill them, publishes them.
 
     get_new_buffer() publishes the slots held from the previous call, claims
-    the next sequence, waits (spin, then futex) until every gating group is
-    done with the slot's previous use, and returns the slot's view.
+    the next sequence, waits (spin, then futex) until the slot may be filled
+    (I1), and returns the slot's view.
     """
 
     cdef uint64_t held
     cdef uint64_t held_n
     cdef uint64_t cached_tail
-    cdef bint meta_set
-    cdef uint64_t own_count
+    cdef uint32_t cached_epoch
+    cdef double dt_entry      # the entry's dead-time sum, kept here for the next store
 
     def _attach_core(self, Segment seg, list views, object base2d, double spin_s=1e-5, bint spin_forever=False):
         self._setup(seg, views, base2d, RB_ROLE_WRITER, 0, spin_s, spin_forever)
         self.held_n = 0
+        self.dt_entry = rb_load_acq_f64(&self.me.deadtime_sum)
+        self.cached_epoch = rb_load_sc32(&self.hdr.group_epoch) - 1  # expired: look at the groups first
         self.cached_tail = 0
-        self.own_count = 0
 
     # -- claim ----------------------------------------------------------------
     cdef int _claim(self, uint64_t k) noexcept nogil:
         """Claim up to k consecutive sequences that do not wrap the ring end."""
         cdef rb_header *h = self.hdr
-        cdef uint64_t s, m, idx, lim
+        cdef uint64_t s, m, idx, lim, q
         while True:
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 rb_store_rel32(&self.me.held_n, 0)
@@ -884,41 +1052,75 @@ cdef class WriterCore(_Endpoint):
                 m = k
             if m > lim - s:
                 m = lim - s
-            # I5: announce before the CAS; the CAS (seq_cst) publishes it
-            self.me.held = s
-            rb_store_rel32(&self.me.held_n, <uint32_t>m)
+            rb_store_rlx64(&self.me.held, s)
+            rb_store_rel32(&self.me.held_n, <uint32_t>m)  # I5: announce, then claim
+            _fault(FP_WRITER_ANNOUNCED)
             if rb_cas64(&h.write_claim, s, s + m):
+                rb_store_rel64(&self.me.won, s + 1)  # this announcement's claim is ours (I6)
                 break
+        # A limit lowered while we claimed: give back (void) what lies beyond it.
+        lim = rb_load_sc64(&h.claim_limit)
+        if s + m > lim:
+            for q in range(s if s > lim else lim, s + m):
+                rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | RB_VOID)
+            rb_add64(&h.void_total, s + m - (s if s > lim else lim))
+            m = lim - s if lim > s else 0
+            rb_store_rel32(&self.me.held_n, <uint32_t>m)
+            rb_wake_if_waiting(&h.data_futex, &h.data_waiting)
+            if m == 0:
+                return W_STOPPED
         self.held = s
         self.held_n = m
-        self.meta_set = False
+        _fault(FP_WRITER_CLAIMED)
         return W_OK
 
-    cdef inline bint _has_space(self, uint64_t last) noexcept nogil:
-        # I1: fill seq `last` only when every gating group released last - nslots
-        if last < self.cached_tail + self.nslots:
-            return True
-        self.cached_tail = _gating_tail(self.hdr)
-        return self.cached_tail == NO_TAIL or last < self.cached_tail + self.nslots
+    cdef inline int _blocked(self) noexcept nogil:
+        """Why the held sequences cannot be filled yet (B_FREE when they can)."""
+        cdef rb_header *h = self.hdr
+        cdef uint64_t n = self.nslots
+        cdef uint64_t last = self.held + self.held_n - 1
+        cdef uint64_t q, prev
+        cdef uint32_t e
+        cdef rb_slot *sl
+        # I1a: the slot's previous sequence is published or abandoned
+        if last >= n:
+            q = self.held if self.held >= n else n
+            while q <= last:
+                sl = &self.slots[q % n]
+                prev = q - n + 1
+                if rb_load_acq64(&sl.pub) < prev and (rb_load_acq64(&sl.abandoned) & ~RB_VOID) < prev:
+                    return B_LAP
+                q += 1
+        # I1b: every gating group released it; the cached tail holds for one epoch
+        e = rb_load_sc32(&h.group_epoch)  # seq_cst: after our claim's CAS (see _group_start)
+        if e != self.cached_epoch:
+            self.cached_epoch = e
+            self.cached_tail = _gating_tail(h)
+        elif self.cached_tail != NO_TAIL and last >= self.cached_tail + n:
+            self.cached_tail = _gating_tail(h)
+        if self.cached_tail == NO_TAIL or last < self.cached_tail + n:
+            return B_FREE
+        return B_GATE
 
     cdef int _wait_space(self) noexcept nogil:
         cdef rb_header *h = self.hdr
-        cdef uint64_t last = self.held + self.held_n - 1
         cdef double t_end
-        cdef int r
+        cdef int r, why
         cdef uint32_t v
         cdef int _i
-        if self._has_space(last):
+        if self._blocked() == B_FREE:
             return W_OK
         t_end = rb_mono_time() + self.spin_s
         while True:
             # spin a little: the readers are usually a few hundred ns behind
             for _i in range(64):
                 rb_cpu_relax()
-                if self._has_space(last):
+                if self._blocked() == B_FREE:
                     return W_OK
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 return W_STOPPED
+            if self.closing:
+                return W_CLOSING
             if self.spin_forever:
                 r = self._liveness()
                 if r != W_OK:
@@ -926,13 +1128,19 @@ cdef class WriterCore(_Endpoint):
                 continue
             if rb_mono_time() < t_end:
                 continue
-            # sleep: announce, re-check, then wait on the futex word
-            rb_announce_sleep(&h.space_waiting)
+            # sleep: read the word, announce, re-check, then wait while the word holds
             v = rb_load_sc32(&h.space_futex)
-            if self._has_space(last):
+            why = self._blocked()
+            if why == B_FREE:
+                return W_OK
+            rb_announce_sleep(&h.lap_waiting if why == B_LAP else &h.space_waiting)
+            _fault(FP_SLEEP_ANNOUNCED)
+            if self._blocked() == B_FREE:
                 return W_OK
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 return W_STOPPED
+            if self.closing:
+                return W_CLOSING
             r = rb_futex_wait(&h.space_futex, v, SLEEP_SLICE)
             if r == EINTR:
                 return W_SIGNAL
@@ -943,26 +1151,28 @@ cdef class WriterCore(_Endpoint):
 
     cdef void _begin_fill(self) noexcept nogil:
         cdef uint64_t q
+        cdef rb_slot *sl
         for q in range(self.held, self.held + self.held_n):
             rb_store_rlx64(&self.slots[q % self.nslots].wseq, q + 1)
-        # I4: the wseq marks must be visible before any payload byte changes
-        rb_fence_rel()
-
-    cdef void _void_claim(self) noexcept nogil:
-        """Give back claimed sequences that were never filled (end of run, signal)."""
-        self._abandon_claim(True)
+        rb_fence_rel()  # I4: the wseq marks are visible before any byte of the slot changes
+        for q in range(self.held, self.held + self.held_n):
+            # default metadata of every held slot; set_metadata() overwrites the first
+            sl = &self.slots[q % self.nslots]
+            sl.counter = <int64_t>(self.own_count + (q - self.held))
+            sl.timestamp = -1.0  # stamped at publication
+            sl.deadtime = 0.0
 
     cdef void _abandon_claim(self, bint void) noexcept nogil:
         """Readers skip the held sequences; unless `void` (nothing was ever
         written into them) each counts as lost for every group."""
         cdef uint64_t q
         for q in range(self.held, self.held + self.held_n):
-            rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | (VOID_BIT if void else 0))
-            if not void:
-                rb_add64(&self.hdr.abandoned_total, 1)
+            rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | (RB_VOID if void else 0))
+        rb_add64(&self.hdr.void_total if void else &self.hdr.abandoned_total, self.held_n)
         self.held_n = 0
-        rb_store_sc32(&self.me.held_n, 0)
+        rb_store_sc32(&self.me.held_n, 0)  # I5: withdrawn after the marks
         rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
+        rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.lap_waiting)
 
     cdef int _acquire(self, uint64_t k) except -1:
         """Claim and wait for space, handling signals and the end of the run.
@@ -970,20 +1180,29 @@ cdef class WriterCore(_Endpoint):
         cdef int r = self._claim(k)
         if r != W_OK:
             raise SystemExit()
-        while not self._has_space(self.held + self.held_n - 1):
-            with nogil:
-                r = self._wait_space()
-            if r == W_OK:
-                break
-            if r == W_SIGNAL:
-                try:
-                    PyErr_CheckSignals()
-                except BaseException:
-                    self._void_claim()
-                    raise
-                continue
-            self._void_claim()
-            self._raise_for(r)
+        if self._blocked() != B_FREE:
+            self.busy = True
+            try:
+                while True:
+                    with nogil:
+                        r = self._wait_space()
+                    if r == W_OK:
+                        break
+                    if r == W_SIGNAL:
+                        try:
+                            PyErr_CheckSignals()
+                        except BaseException:
+                            self._abandon_claim(True)
+                            raise
+                        continue
+                    self._abandon_claim(True)
+                    self._raise_for(r)
+            finally:
+                self.busy = False
+                if self.closing:
+                    self._finish_close()
+            if self.hdr == NULL:
+                self._raise_for(W_CLOSING)
         self._begin_fill()
         return <int>(self.held % self.nslots)
 
@@ -994,39 +1213,41 @@ cdef class WriterCore(_Endpoint):
         cdef rb_slot *sl
         cdef double now = 0.0
         cdef double dts = 0.0
+        rb_store_rel64(&self.me.pub_target, self.base + self.own_count + self.held_n)  # I6
         for q in range(self.held, last):
             sl = &self.slots[q % self.nslots]
-            if not self.meta_set:
-                sl.counter = <int64_t>self.own_count
-                sl.deadtime = 0.0
-                sl.timestamp = -1.0
             if sl.timestamp < 0.0:
                 if now == 0.0:
                     now = rb_wall_time()
                 sl.timestamp = now
             dts += sl.deadtime
-            self.own_count += 1
             if q + 1 == last:
-                # seq_cst: the store-load barrier before looking for a sleeper (I2)
-                rb_store_sc64(&sl.pub, q + 1)
+                rb_store_sc64(&sl.pub, q + 1)  # I2; seq_cst: the store-load barrier before looking for sleepers
             else:
                 rb_store_rel64(&sl.pub, q + 1)
-        self.me.count = self.own_count
-        self.me.deadtime_sum += dts
+                if q == self.held:
+                    _fault(FP_WRITER_PUBLISHING)
+        self.own_count += self.held_n
+        rb_store_rel64(&self.me.published, self.base + self.own_count)
+        self.dt_entry += dts
+        rb_store_rel_f64(&self.me.deadtime_sum, self.dt_entry)
+        _fault(FP_WRITER_PUBLISHED)
         self.held_n = 0
-        rb_store_rel32(&self.me.held_n, 0)
+        rb_store_rel32(&self.me.held_n, 0)  # I5: withdrawn after publishing
         rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
+        rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.lap_waiting)
 
     # -- the 1.x calls --------------------------------------------------------
     def get_new_buffer(self):
         """Publish the slot held from the previous call, claim the next one and
         return its writable view. Blocks while the buffer is full; SystemExit
         once the run is ending."""
-        if self.hdr == NULL:
+        if self.hdr == NULL or self.busy:
             self._check_open()
         if self.held_n:
             self._publish()
-        return self.views[self._acquire(1)]
+        cdef int idx = self._acquire(1)
+        return self.views[idx]
 
     def process_buffer(self):
         """Publish the slot(s) now held (no-op when none is held)."""
@@ -1034,14 +1255,13 @@ cdef class WriterCore(_Endpoint):
             self._publish()
 
     def set_metadata(self, int64_t counter, double timestamp, double deadtime):
-        """Metadata of the slot now held (no-op when none is held)."""
+        """Metadata of the (first) slot now held (no-op when none is held)."""
         cdef rb_slot *sl
         if self.held_n:
             sl = &self.slots[self.held % self.nslots]
             sl.counter = counter
             sl.timestamp = timestamp
             sl.deadtime = deadtime
-            self.meta_set = True
 
     def put(self, data, counter=None, timestamp=None, double deadtime=0.0):
         """Write one whole event with one memcpy and publish it.
@@ -1051,7 +1271,7 @@ cdef class WriterCore(_Endpoint):
         cdef Py_buffer view
         cdef int idx
         cdef rb_slot *sl
-        if self.hdr == NULL:
+        if self.hdr == NULL or self.busy:
             self._check_open()
         if self.held_n:
             self._publish()
@@ -1061,23 +1281,30 @@ cdef class WriterCore(_Endpoint):
                 raise ValueError(f"put() needs exactly {self.payload} bytes (one slot), got {view.len}")
             idx = self._acquire(1)
             if self.payload >= 65536:
+                self.busy = True
                 with nogil:
                     memcpy(self.data + <uint64_t>idx * self.stride, view.buf, self.payload)
+                self.busy = False
+                if self.closing:
+                    self._finish_close()
+                    raise SystemExit("mimocorb: the endpoint was closed from another thread")
             else:
                 memcpy(self.data + <uint64_t>idx * self.stride, view.buf, self.payload)
         finally:
             PyBuffer_Release(&view)
         sl = &self.slots[idx]
-        sl.counter = <int64_t>self.own_count if counter is None else <int64_t>counter
-        sl.timestamp = -1.0 if timestamp is None else <double>timestamp
+        if counter is not None:
+            sl.counter = <int64_t>counter
+        if timestamp is not None:
+            sl.timestamp = <double>timestamp
         sl.deadtime = deadtime
-        self.meta_set = True
         self._publish()
 
     def get_new_buffers(self, Py_ssize_t k):
         """Batch call: publish what is held, claim up to k consecutive slots (fewer
-        at the end of the ring) and return them as one 2-D view (m, values_per_slot)."""
-        if self.hdr == NULL:
+        at the end of the ring) and return them as one 2-D view (m, values_per_slot).
+        Each slot gets default metadata; set_metadata() sets the first one's."""
+        if self.hdr == NULL or self.busy:
             self._check_open()
         if k < 1:
             raise ValueError(f"get_new_buffers(k) needs k >= 1, got {k}")
@@ -1100,21 +1327,50 @@ cdef class WriterCore(_Endpoint):
         if self.held_n:
             self._abandon_claim(False)
 
-    def close(self):
-        """Leave the registry. A slot still held (taken by get_new_buffer() but
-        never published with process_buffer()) may be half-written: it is not
-        published but counted as abandoned."""
+    cdef void _finish_close(self) noexcept:
         if self.hdr == NULL:
             return
         if self.held_n:
             self._abandon_claim(False)
         self._unregister()
 
+    def close(self):
+        """Leave the registry. A slot still held (taken by get_new_buffer() but
+        never published with process_buffer()) may be half-written: it is not
+        published but counted as abandoned. From another thread while this
+        writer waits: that call ends with SystemExit and closes it."""
+        if self.hdr == NULL:
+            return
+        if self.busy:
+            self._close_from_other_thread()
+            return
+        self._finish_close()
+
     def __dealloc__(self):
         if self.hdr != NULL and self.me != NULL and self.seg is not None and self.seg.mapped:
-            if self.held_n:
-                self._abandon_claim(False)
-            self._unregister()
+            self._finish_close()
+
+
+# ===========================================================================
+# Readers
+#
+# I3   take seq c once (CAS on claim) and only when c is published or
+#      abandoned; release in order: the holder of the oldest events moves the
+#      cursor itself, others leave done marks that whoever is oldest walks over.
+# I5   announce before the CAS; withdraw after releasing.
+# A member that meets a hold (I8) settles the group under its lock: it is a
+# live member, so the group continues, or starts again if it was orphaned.
+# ===========================================================================
+
+cdef inline void _advance_release(rb_group *grp, uint64_t *done_g, uint64_t nslots) noexcept nogil:
+    """Move the group's release cursor over every contiguous done sequence.
+    Any member may do it; the CAS makes each step happen once."""
+    cdef uint64_t r
+    while True:
+        r = rb_load_sc64(&grp.release)
+        if rb_load_sc64(&done_g[r % nslots]) != r + 1:
+            return
+        rb_cas64(&grp.release, r, r + 1)
 
 
 cdef class ReaderCore(_Endpoint):
@@ -1126,8 +1382,6 @@ cdef class ReaderCore(_Endpoint):
     cdef uint64_t *done_g
     cdef uint64_t held
     cdef uint64_t held_n
-    cdef uint64_t own_count
-    cdef object ro_base2d
 
     def _attach_core(self, Segment seg, list views, object base2d, uint32_t group,
                      double spin_s=1e-5, bint spin_forever=False):
@@ -1139,50 +1393,86 @@ cdef class ReaderCore(_Endpoint):
         self.grp = &h.groups[group]
         self.done_g = self.done + <uint64_t>group * self.nslots
         self.held_n = 0
+        rb_add32(&self.grp.members_ever, 1)
+        _fault(FP_REGISTERED)
         self._join_group()
 
-    cdef void _join_group(self) noexcept:
-        # Count ourselves in first, then look at the state: a reaper that
-        # orphans the group concurrently sees our count and reactivates it.
-        rb_add32(&self.grp.members_attached, 1)
-        rb_add32(&self.grp.members_ever, 1)
-        if rb_load_sc32(&self.grp.state) == RB_GROUP_ORPHANED:
-            _reactivate(self.hdr, self.grp)
+    cdef int _join_group(self) except -1:
+        # I8: registered (seq_cst) above, now look at the claim word (seq_cst)
+        cdef bint settled
+        while True:
+            if (rb_load_sc32(&self.grp.state) == RB_GROUP_ACTIVE
+                    and not (rb_load_sc64(&self.grp.claim) & RB_HOLD)):
+                return 0
+            with nogil:
+                settled = self._member_settle()
+            if not settled:
+                PyErr_CheckSignals()
+                with nogil:
+                    rb_sleep_s(HOLD_PAUSE)
+
+    cdef bint _member_settle(self) noexcept nogil:
+        """A live member met a hold: settle the group, unless another process
+        holds its lock (then it wakes us when done)."""
+        if not _group_trylock(self.hdr, self.done, self.group):
+            return False
+        _group_settle(self.hdr, self.group, True)
+        _group_unlock(self.grp)
+        return True
 
     cdef int _try_claim(self, uint64_t k) noexcept nogil:
-        """Take up to k consecutive published events; 1 when some were taken."""
+        """Take up to k consecutive published events (C_TOOK), or say why not."""
         cdef rb_group *grp = self.grp
         cdef uint64_t c, idx, m, a
         cdef uint64_t n = self.nslots
         while True:
             c = rb_load_acq64(&grp.claim)
+            if c & RB_HOLD:
+                rb_store_rel32(&self.me.held_n, 0)
+                return C_HOLD
             idx = c % n
             if rb_load_acq64(&self.slots[idx].pub) == c + 1:
                 m = 1
                 while m < k and idx + m < n and rb_load_acq64(&self.slots[idx + m].pub) == c + m + 1:
                     m += 1
-                self.me.held = c  # I5
-                rb_store_rel32(&self.me.held_n, <uint32_t>m)
+                rb_store_rlx64(&self.me.held, c)
+                rb_store_rel32(&self.me.held_n, <uint32_t>m)  # I5: announce, then claim
+                _fault(FP_READER_ANNOUNCED)
                 if rb_cas64(&grp.claim, c, c + m):
                     self.held = c
                     self.held_n = m
-                    return 1
+                    return C_TOOK
                 continue
             a = rb_load_acq64(&self.slots[idx].abandoned)
-            if (a & ~VOID_BIT) == c + 1:
-                # a writer died before publishing c, or gave it back unfilled: skip it
-                self.me.held = c
-                rb_store_rel32(&self.me.held_n, 1)
-                if rb_cas64(&grp.claim, c, c + 1):
-                    _mark_done(self.done_g, c, n)
-                    _advance_release(grp, self.done_g, n)
-                    rb_store_rel32(&self.me.held_n, 0)
-                    if not (a & VOID_BIT):
-                        rb_add64(&grp.lost_abandoned, 1)
-                    rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.space_waiting)
-                continue
+            if (a & ~RB_VOID) == c + 1:
+                # a writer died before publishing c, or gave it back: skip it (rare: under the lock)
+                if self._skip_abandoned(c, a):
+                    continue
+                rb_store_rel32(&self.me.held_n, 0)
+                return C_HOLD  # the lock is busy: try again soon
             rb_store_rel32(&self.me.held_n, 0)
-            return 0
+            return C_NONE
+
+    cdef bint _skip_abandoned(self, uint64_t c, uint64_t a) noexcept nogil:
+        """Move the group past abandoned seq c, counted once (I6). False when
+        the group's lock is busy."""
+        cdef rb_group *grp = self.grp
+        cdef uint64_t n = self.nslots
+        if not _group_trylock(self.hdr, self.done, self.group):
+            return False
+        if rb_load_sc64(&grp.claim) == c:  # else: moved on, or on hold, meanwhile
+            _log_step(grp, RB_LOG_SKIP, c + 1, rb_load_acq64(&grp.lost_abandoned) + (0 if a & RB_VOID else 1))
+            rb_store_rlx64(&self.me.held, c)
+            rb_store_rel32(&self.me.held_n, 1)  # I5
+            if rb_cas64(&grp.claim, c, c + 1):
+                rb_store_sc64(&self.done_g[c % n], c + 1)
+                rb_store_rel64(&grp.lost_abandoned, rb_load_acq64(&grp.log_target))
+            _log_clear(grp)
+            rb_store_rel32(&self.me.held_n, 0)
+            _advance_release(grp, self.done_g, n)
+        _group_unlock(grp)
+        rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.space_waiting)
+        return True
 
     cdef void _release(self) noexcept nogil:
         cdef uint64_t q
@@ -1192,49 +1482,63 @@ cdef class ReaderCore(_Endpoint):
         # in _advance_release, whose seq_cst accesses pair with ours (I3).
         if not rb_cas64(&self.grp.release, self.held, self.held + self.held_n):
             for q in range(self.held, self.held + self.held_n):
-                _mark_done(self.done_g, q, self.nslots)
+                rb_store_sc64(&self.done_g[q % self.nslots], q + 1)
+        _fault(FP_READER_RELEASING)
         _advance_release(self.grp, self.done_g, self.nslots)
         self.own_count += self.held_n
-        self.me.count = self.own_count
+        rb_store_rel64(&self.me.consumed, self.base + self.own_count)
         self.held_n = 0
-        rb_store_rel32(&self.me.held_n, 0)
+        rb_store_rel32(&self.me.held_n, 0)  # I5: withdrawn after releasing
         rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.space_waiting)
 
     cdef int _wait_claim(self, uint64_t k, double t_end) noexcept nogil:
         """Wait for events until the monotonic deadline t_end (< 0: none)."""
         cdef rb_header *h = self.hdr
-        cdef double t_spin_end
-        cdef int r, _i
+        cdef double t_spin_end, now, slice_s
+        cdef int r, c, _i
         cdef uint32_t v, st
-        if self._try_claim(k):
-            return W_OK
         t_spin_end = rb_mono_time() + self.spin_s
         while True:
+            c = self._try_claim(k)
             for _i in range(64):
+                if c != C_NONE:
+                    break
                 rb_cpu_relax()
-                if self._try_claim(k):
-                    return W_OK
+                c = self._try_claim(k)
+            if c == C_TOOK:
+                return W_OK
+            if c == C_HOLD and self._member_settle():
+                continue
             st = rb_load_acq32(&h.state)
             if st >= RB_SHUTDOWN:
-                if self._try_claim(k):
+                if self._try_claim(k) == C_TOOK:
                     return W_OK
                 return W_END
-            if t_end >= 0.0 and rb_mono_time() >= t_end:
+            if self.closing:
+                return W_CLOSING
+            now = rb_mono_time()
+            if t_end >= 0.0 and now >= t_end:
                 return W_TIMEOUT
-            if self.spin_forever:
+            if self.spin_forever and c != C_HOLD:
                 r = self._liveness()
                 if r != W_OK:
                     return r
                 continue
-            if rb_mono_time() < t_spin_end:
+            if now < t_spin_end and c != C_HOLD:
                 continue
-            rb_announce_sleep(&h.data_waiting)
+            # sleep: read the word, announce, re-check, then wait while the word holds
             v = rb_load_sc32(&h.data_futex)
-            if self._try_claim(k):
+            rb_announce_sleep(&h.data_waiting)
+            _fault(FP_SLEEP_ANNOUNCED)
+            c = self._try_claim(k)
+            if c == C_TOOK:
                 return W_OK
-            if rb_load_acq32(&h.state) >= RB_SHUTDOWN:
+            if rb_load_acq32(&h.state) >= RB_SHUTDOWN or self.closing:
                 continue  # handled at the top of the loop
-            r = rb_futex_wait(&h.data_futex, v, SLEEP_SLICE)
+            slice_s = HOLD_PAUSE if c == C_HOLD else SLEEP_SLICE
+            if t_end >= 0.0 and t_end - now < slice_s:
+                slice_s = t_end - now
+            r = rb_futex_wait(&h.data_futex, v, slice_s)
             if r == EINTR:
                 return W_SIGNAL
             t_spin_end = rb_mono_time() + self.spin_s  # woken: spin before the next sleep
@@ -1246,28 +1550,38 @@ cdef class ReaderCore(_Endpoint):
         """Release what is held, wait for up to k events; -1 on timeout."""
         cdef int r
         cdef double t_end = -1.0
-        if self.hdr == NULL:
+        if self.hdr == NULL or self.busy:
             self._check_open()
         if self.held_n:
             self._release()
-        if self._try_claim(k):
+        if self._try_claim(k) == C_TOOK:
             return <int>(self.held % self.nslots)
         if timeout >= 0.0:
             t_end = rb_mono_time() + timeout
-        while True:
-            with nogil:
-                r = self._wait_claim(k, t_end)
-            if r == W_OK:
-                return <int>(self.held % self.nslots)
-            if r == W_TIMEOUT:
-                return -1
-            self._raise_for(r)
+        self.busy = True
+        try:
+            while True:
+                with nogil:
+                    r = self._wait_claim(k, t_end)
+                if r == W_OK or r == W_TIMEOUT:
+                    break
+                self._raise_for(r)
+        finally:
+            self.busy = False
+            if self.closing:
+                self._finish_close()
+        if self.hdr == NULL:
+            self._raise_for(W_CLOSING)
+        if r == W_TIMEOUT:
+            return -1
+        return <int>(self.held % self.nslots)
 
     def get(self):
         """Release the previous event, wait for the next one of this group and
         return its read-only view. SystemExit once the run has ended and
         nothing is left for this group."""
-        return self.views[self._take(1, -1.0)]
+        cdef int idx = self._take(1, -1.0)  # first: it raises for a closed endpoint
+        return self.views[idx]
 
     def get_timeout(self, double timeout):
         """Like get(), but returns None after `timeout` seconds without an event."""
@@ -1295,12 +1609,12 @@ cdef class ReaderCore(_Endpoint):
     def data_available(self):
         """True when get() would return at once."""
         cdef uint64_t c
-        cdef uint64_t idx
         if self.hdr == NULL:
             return False
         c = rb_load_acq64(&self.grp.claim)
-        idx = c % self.nslots
-        return rb_load_acq64(&self.slots[idx].pub) == c + 1
+        if c & RB_HOLD:
+            return False
+        return rb_load_acq64(&self.slots[c % self.nslots].pub) == c + 1
 
     def get_metadata(self):
         """(counter, timestamp, deadtime) of the event now held, else (0, -1, -1)."""
@@ -1337,26 +1651,198 @@ cdef class ReaderCore(_Endpoint):
     def group(self):
         return self.group
 
-    def close(self):
-        """Release what is held and leave the group (it keeps gating, as in 1.x)."""
+    cdef void _finish_close(self) noexcept:
         if self.hdr == NULL:
             return
         if self.held_n:
             self._release()
-        rb_sub32(&self.grp.members_attached, 1)
         self._unregister()
+
+    def close(self):
+        """Release what is held and leave the group (it keeps gating, as in 1.x).
+        From another thread while this reader waits: that call ends with
+        SystemExit and closes it."""
+        if self.hdr == NULL:
+            return
+        if self.busy:
+            self._close_from_other_thread()
+            return
+        self._finish_close()
 
     def __dealloc__(self):
         if self.hdr != NULL and self.me != NULL and self.seg is not None and self.seg.mapped:
-            if self.held_n:
-                self._release()
-            rb_sub32(&self.grp.members_attached, 1)
-            self._unregister()
+            self._finish_close()
 
+
+# ===========================================================================
+# The reaper
+#
+# A dead process's entry is taken by a CAS of its owner word (an identity:
+# pid and start time, so a reused pid is not mistaken for it) to the reaper's
+# identity with the REAPING flag; an entry whose reaper died is taken over and
+# reaped again from the start. For each sequence the entry announces (I5):
+#   1. not claimed by anyone: nothing to do;
+#   2. a live entry announces it: that one holds it (or lost its CAS and will
+#      announce something else); try again later;
+#   3. already finished (published, abandoned, released): nothing to do;
+#   4. otherwise a dead entry held it: finish it with a CAS that only moves
+#      the mark forward, and count the loss if this CAS won (I6).
+# Dead entries that announce the same sequence (one lost its CAS, one won)
+# never wait for each other: only live ones are waited for. After a reader's
+# sequences, the group's orphan decision (I8) is made under its lock, then
+# the entry is freed; a reaper that dies anywhere in between leaves the entry
+# REAPING, and the next pass redoes it all.
+# A loss is counted by the process that wins the finishing CAS, right after
+# it; a reaper killed between the two leaves that one loss uncounted.
+# ===========================================================================
+
+cdef bint _live_announcer(rb_header *h, int skip, uint32_t role, uint32_t group, uint64_t seq) noexcept nogil:
+    """Does a live registered entry other than `skip` announce that it holds seq?"""
+    cdef int i
+    cdef rb_proc *p
+    cdef uint64_t o, first
+    cdef uint32_t n
+    for i in range(RB_MAX_PROCS):
+        if i == skip:
+            continue
+        p = &h.procs[i]
+        o = rb_load_sc64(&p.owner)
+        if o == 0 or (o & RB_ID_FLAGS) or p.role != role or (role == RB_ROLE_READER and p.group != group):
+            continue
+        n = rb_load_acq32(&p.held_n)
+        if n == 0:
+            continue
+        first = rb_load_rlx64(&p.held)
+        if first <= seq < first + n and rb_ident_alive(o):
+            return True
+    return False
+
+
+cdef int _reap_reader(rb_header *h, uint64_t *done, int i) noexcept nogil:
+    """Finish what dead reader entry i held. 0: try again later, 1: done."""
+    cdef rb_proc *p = &h.procs[i]
+    cdef uint64_t n = h.nslots
+    cdef uint32_t g = p.group
+    cdef rb_group *grp
+    cdef uint64_t *done_g
+    cdef uint64_t q, d, first
+    cdef uint32_t held_n
+    if g >= rb_load_acq32(&h.ngroups):
+        return 1  # never a member of a real group
+    grp = &h.groups[g]
+    done_g = done + <uint64_t>g * n
+    if not _group_trylock(h, done, g):
+        return 0  # a state change under way: after it
+    held_n = rb_load_acq32(&p.held_n)
+    first = rb_load_rlx64(&p.held)
+    for q in range(first, first + held_n):
+        if (rb_load_sc64(&grp.claim) & ~RB_HOLD) <= q:
+            continue  # 1. announced, never claimed
+        if _live_announcer(h, i, RB_ROLE_READER, g, q):
+            _group_unlock(grp)
+            return 0  # 2.
+        if rb_load_sc64(&grp.release) > q:
+            continue  # 3. released
+        d = rb_load_sc64(&done_g[q % n])
+        if d >= q + 1:
+            continue  # 3. marked done
+        # 4. (I6) log, mark, count: nobody else finishes q now (no live holder, lock held)
+        _log_step(grp, RB_LOG_DEAD, q + 1, rb_load_acq64(&grp.lost_dead_reader) + 1)
+        if rb_cas64(&done_g[q % n], d, q + 1):
+            _fault(FP_REAPER_MARKED)
+            rb_store_rel64(&grp.lost_dead_reader, rb_load_acq64(&grp.log_target))
+        _log_clear(grp)
+    _advance_release(grp, done_g, n)
+    rb_store_sc32(&p.held_n, 0)
+    _group_settle(h, g, False)  # the last live member gone: the group stops gating (I8)
+    _group_unlock(grp)
+    return 1
+
+
+cdef int _reap_writer(rb_header *h, rb_slot *slots, int i) noexcept nogil:
+    """Abandon what dead writer entry i claimed and never published. 0: try again later."""
+    cdef rb_proc *p = &h.procs[i]
+    cdef uint64_t n = h.nslots
+    cdef uint64_t q, a, first, out, published
+    cdef uint32_t held_n = rb_load_acq32(&p.held_n)
+    cdef rb_slot *sl
+    first = rb_load_rlx64(&p.held)
+    # I6: a writer that died while publishing its batch published a prefix of
+    # it (in order, and nobody else finishes a claim it won): count that prefix.
+    published = rb_load_acq64(&p.published)
+    if held_n and rb_load_acq64(&p.won) == first + 1 and rb_load_acq64(&p.pub_target) > published:
+        out = 0
+        while out < held_n:
+            sl = &slots[(first + out) % n]
+            if rb_load_acq64(&sl.pub) < first + out + 1 and (rb_load_acq64(&sl.abandoned) & ~RB_VOID) < first + out + 1:
+                break
+            out += 1
+        rb_store_rel64(&p.published, published + out)
+        rb_store_rel64(&p.pub_target, published + out)
+    for q in range(first, first + held_n):
+        if rb_load_sc64(&h.write_claim) <= q:
+            continue  # 1. never claimed
+        if _live_announcer(h, i, RB_ROLE_WRITER, 0, q):
+            return 0  # 2.
+        sl = &slots[q % n]
+        if rb_load_acq64(&sl.pub) >= q + 1:
+            continue  # 3. published (a later lap implies this one finished: I1a)
+        a = rb_load_sc64(&sl.abandoned)
+        if (a & ~RB_VOID) >= q + 1:
+            continue  # 3. abandoned
+        if rb_cas64(&sl.abandoned, a, q + 1):  # 4. (I6)
+            _fault(FP_REAPER_MARKED)
+            rb_add64(&h.abandoned_total, 1)
+    rb_store_sc32(&p.held_n, 0)
+    return 1
+
+
+cdef int _reap(rb_header *h, rb_slot *slots, uint64_t *done) noexcept nogil:
+    cdef int i
+    cdef int reaped = 0
+    cdef int ok
+    cdef uint64_t o
+    cdef uint64_t me = rb_self_ident() | RB_ID_REAPING
+    cdef rb_proc *p
+    for i in range(RB_MAX_PROCS):
+        p = &h.procs[i]
+        o = rb_load_acq64(&p.owner)
+        if o == 0 or (o & ~RB_ID_FLAGS) == (me & ~RB_ID_FLAGS) or rb_ident_alive(o):
+            continue  # free, ours, or alive
+        if o & RB_ID_JOINING:
+            rb_cas64(&p.owner, o, 0)  # died while registering: it announced nothing
+            continue
+        if not rb_cas64(&p.owner, o, me):
+            continue  # another reaper took it, or it changed
+        _fault(FP_REAPER_TOOK)
+        if p.role == RB_ROLE_READER:
+            ok = _reap_reader(h, done, i)
+        else:
+            ok = _reap_writer(h, slots, i)
+        if ok:
+            _fault(FP_REAPER_RELEASED)
+            if rb_cas64(&p.owner, me, 0):
+                rb_add64(&h.reaped_readers if p.role == RB_ROLE_READER else &h.reaped_writers, 1)
+                reaped += 1
+        else:
+            rb_cas64(&p.owner, me, o)  # give it back as a dead process's entry, for a later pass
+    if reaped:
+        rb_wake_always(&h.space_futex)
+        rb_wake_always(&h.data_futex)
+    return reaped
+
+
+# ===========================================================================
+# Observers
+#
+# I4 read from the other side: copy the newest published slot, then check
+# that its wseq and pub still name the same sequence; a writer that started
+# on the slot meanwhile changed wseq first, so a torn copy is never returned.
+# By I1a only one writer writes a slot at a time, so the check is exact.
+# ===========================================================================
 
 cdef class ObserverCore:
-    """Copies the newest published event without taking part in the gating:
-    copy, then check that no writer claimed the slot meanwhile (I4), else retry."""
+    """Copies the newest published event without taking part in the gating."""
 
     cdef Segment seg
     cdef rb_header *hdr
@@ -1420,8 +1906,12 @@ cdef class ObserverCore:
         try:
             if <uint64_t>view.len != self.payload:
                 raise ValueError(f"copy_newest needs a buffer of {self.payload} bytes, got {view.len}")
-            with nogil:
-                got = self._copy_newest(<char *>view.buf, after, &counter, &ts, &dt)
+            self.seg._enter()
+            try:
+                with nogil:
+                    got = self._copy_newest(<char *>view.buf, after, &counter, &ts, &dt)
+            finally:
+                self.seg._leave()
         finally:
             PyBuffer_Release(&view)
         if got == 0:
@@ -1435,12 +1925,12 @@ cdef class ObserverCore:
         return rb_load_acq32(&self.hdr.state)
 
     def owner_alive(self):
-        return self.seg.mapped and bool(rb_pid_alive(self.hdr.owner_pid, self.hdr.owner_start_time))
+        return self.seg.mapped and bool(rb_ident_alive(self.hdr.owner_id))
 
 
 def pid_alive(int pid):
     """True when the process runs (zombies count as dead)."""
-    return bool(rb_pid_alive(pid, 0))
+    return bool(rb_pid_alive(pid))
 
 
 def shm_unlink_name(str name):
