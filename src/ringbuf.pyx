@@ -73,6 +73,7 @@ cdef enum:
     W_OWNER_GONE = 4   # the creating process died
     W_TIMEOUT = 5
     W_CLOSING = 6      # close() was called from another thread
+    W_LAP = 7          # writers: the next slot's previous sequence is not finished yet (I1a)
 
 # results of ReaderCore._try_claim
 cdef enum:
@@ -80,11 +81,6 @@ cdef enum:
     C_TOOK = 1
     C_HOLD = 2         # the group's claims are on hold (orphaned, or a state change under way)
 
-# why a writer cannot fill its claim yet (WriterCore._blocked)
-cdef enum:
-    B_FREE = 0
-    B_LAP = 1          # I1a: a slower writer still fills the slot's previous sequence
-    B_GATE = 2         # I1b: a group has not released the slot's previous sequence
 
 # how long a waiter sleeps on the futex before it looks at liveness again
 cdef double SLEEP_SLICE = 0.1

@@ -166,13 +166,12 @@ cdef void _group_settle(rb_header *h, uint32_t g, bint member) noexcept nogil:
     cdef rb_group *grp = &h.groups[g]
     cdef uint32_t st = rb_load_sc32(&grp.state)
     if st == RB_GROUP_STARTING:
-        _group_start(h, grp, True)  # a start that a dead holder left half done
-        return
-    if st == RB_GROUP_ORPHANED:
+        _group_start(h, grp, True)  # a start that a dead holder left half done; then as an active group
+    elif st == RB_GROUP_ORPHANED:
         if member or _has_live_member(h, g):
             _group_start(h, grp, True)
         return
-    if st != RB_GROUP_ACTIVE:
+    elif st != RB_GROUP_ACTIVE:
         return
     if not (rb_load_sc64(&grp.claim) & RB_HOLD):
         if member or _has_live_member(h, g):

@@ -15,10 +15,12 @@
  * word that stores a sequence stores seq + 1 so that zero means "never".
  *
  * Invariants (kept by the code in ringbuf.pyx, which names them where it keeps them):
- *  I1  A writer fills the slot of seq s only when (a) the slot's previous
- *      sequence s - nslots is published or abandoned, and (b) every gating
- *      group has release > s - nslots.  (a) holds with no group at all, so
- *      two writers never write one slot at once.
+ *  I1  A writer claims seq s only when (a) the slot's previous sequence
+ *      s - nslots is published or abandoned, and fills it only when (b) every
+ *      gating group has release > s - nslots.  (a) holds with no group at
+ *      all, so two writers never write one slot at once, and, checked before
+ *      the claim, it lets any claim be given back without a mark that runs
+ *      ahead of an unfinished earlier lap.
  *  I2  slot.pub == s + 1 (store-release) happens after the payload and the
  *      metadata of s are written; a reader that sees it (load-acquire) sees
  *      them.  By I1a the words pub, abandoned, wseq and done only move forward.
@@ -41,8 +43,8 @@
  *      step they count: a successor that finds the step done stores the
  *      target, so a death between the step and the count loses nothing and
  *      counts nothing twice.  A writer logs the published count it will
- *      reach (pub_target) before it publishes, and `won` after its claim's
- *      CAS, so the reaper can finish the count of a batch it died in.
+ *      reach (pub_target) before it publishes what it claimed, so the reaper
+ *      can finish the count of a batch it died in.
  *  I7  A group's state changes (start, re-start, orphaning) happen under the
  *      group's lock, whose word holds the holder's identity: a successor takes
  *      it over from a dead holder and redoes the steps, each idempotent.  A
@@ -140,18 +142,17 @@ typedef struct {
     uint32_t held_n; /* number of sequences held from `held` on (0: none) */
     uint32_t _pad0;
     uint64_t held;   /* first held sequence */
-    uint64_t won;    /* held + 1 once the CAS that claims `held` succeeded (writers) */
     /* Statistics of the entry: they only grow, whoever owns the entry, and
      * only the owner (or the reaper that holds the dead owner's entry) writes
      * them, so totals are sums over the registry and nothing has to be moved
      * when an entry is reaped. */
     uint64_t published;  /* events published by writers through this entry */
     uint64_t pub_target; /* `published` once the batch being published is out (I6) */
+    uint64_t consumed;   /* events consumed by readers through this entry */
     double deadtime_sum;
     /* line 1 */
-    RB_ALIGNED uint64_t consumed; /* events consumed by readers through this entry */
-    uint64_t base; /* published or consumed when the present owner registered */
-    uint64_t _pad1[6];
+    RB_ALIGNED uint64_t base; /* published or consumed when the present owner registered */
+    uint64_t _pad1[7];
 } rb_proc;
 
 typedef struct {

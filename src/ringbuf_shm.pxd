@@ -52,11 +52,10 @@ cdef extern from "ringbuf_shm.h" nogil:
         uint32_t group
         uint32_t held_n
         uint64_t held
-        uint64_t won
         uint64_t published
         uint64_t pub_target
-        double deadtime_sum
         uint64_t consumed
+        double deadtime_sum
         uint64_t base
 
     ctypedef struct rb_header:

@@ -4,8 +4,8 @@
 # ===========================================================================
 # Writers
 #
-# I1   fill seq s only when its slot's previous sequence is finished (a) and
-#      every gating group released it (b): _blocked().
+# I1   claim seq s only when its slot's previous sequence is finished (a:
+#      _claim) and fill it only when every gating group released it (b: _gated).
 # I2   publish with a store-release of pub after the payload; the last of a
 #      batch seq_cst (the store-load barrier before looking for sleepers).
 # I4   wseq before the payload (_begin_fill).
@@ -27,6 +27,7 @@ cdef class WriterCore(_Endpoint):
     cdef uint64_t cached_tail
     cdef uint32_t cached_epoch
     cdef double dt_entry      # the entry's dead-time sum, kept here for the next store
+    cdef bint meta_set        # set_metadata() or put() gave the first held slot its metadata
 
     def _attach_core(self, Segment seg, list views, object base2d, double spin_s=1e-5, bint spin_forever=False):
         self._setup(seg, views, base2d, RB_ROLE_WRITER, 0, spin_s, spin_forever)
@@ -36,10 +37,27 @@ cdef class WriterCore(_Endpoint):
         self.cached_tail = 0
 
     # -- claim ----------------------------------------------------------------
+    cdef inline bint _lap_free(self, uint64_t s) noexcept nogil:
+        """I1a for seq s: its slot's previous sequence is published or abandoned."""
+        cdef rb_slot *sl
+        cdef uint64_t prev
+        if s < self.nslots:
+            return True
+        sl = &self.slots[s % self.nslots]
+        prev = s - self.nslots + 1
+        return rb_load_acq64(&sl.pub) >= prev or (rb_load_acq64(&sl.abandoned) & ~RB_VOID) >= prev
+
     cdef int _claim(self, uint64_t k) noexcept nogil:
-        """Claim up to k consecutive sequences that do not wrap the ring end."""
+        """Claim up to k consecutive sequences that do not wrap the ring end.
+
+        I1a is checked before the claim, not after: a sequence is only claimed
+        once its slot's previous sequence is finished, so whatever becomes of
+        the claim (published, given back, its writer killed) its slot's words
+        never run ahead of an unfinished earlier lap. W_LAP: the next
+        sequence's slot is still being filled by a slower writer."""
         cdef rb_header *h = self.hdr
-        cdef uint64_t s, m, idx, lim, q
+        cdef uint64_t s, m, j, idx, lim, q
+        cdef rb_slot *sl
         while True:
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 rb_store_rel32(&self.me.held_n, 0)
@@ -55,11 +73,28 @@ cdef class WriterCore(_Endpoint):
                 m = k
             if m > lim - s:
                 m = lim - s
+            # finished stays finished: what holds here holds at the CAS too. (A release
+            # cursor does not prove it: a group's start moves its cursor past sequences
+            # that writers still fill.) One load per slot when it is published.
+            j = 0
+            if s + m <= self.nslots:
+                j = m
+            else:
+                sl = &self.slots[idx]
+                while j < m:
+                    q = s + j
+                    if q >= self.nslots and rb_load_acq64(&sl[j].pub) <= q - self.nslots and (
+                            rb_load_acq64(&sl[j].abandoned) & ~RB_VOID) <= q - self.nslots:
+                        break
+                    j += 1
+            if j == 0:
+                rb_store_rel32(&self.me.held_n, 0)
+                return W_LAP
+            m = j
             rb_store_rlx64(&self.me.held, s)
             rb_store_rel32(&self.me.held_n, <uint32_t>m)  # I5: announce, then claim
             _fault(FP_WRITER_ANNOUNCED)
             if rb_cas64(&h.write_claim, s, s + m):
-                rb_store_rel64(&self.me.won, s + 1)  # this announcement's claim is ours (I6)
                 break
         # A limit lowered while we claimed: give back (void) what lies beyond it.
         lim = rb_load_sc64(&h.claim_limit)
@@ -74,51 +109,51 @@ cdef class WriterCore(_Endpoint):
                 return W_STOPPED
         self.held = s
         self.held_n = m
+        self.meta_set = False
         _fault(FP_WRITER_CLAIMED)
         return W_OK
 
-    cdef inline int _blocked(self) noexcept nogil:
-        """Why the held sequences cannot be filled yet (B_FREE when they can)."""
+    cdef inline bint _gated(self) noexcept nogil:
+        """I1b: a gating group has not yet released the previous use of a held slot."""
         cdef rb_header *h = self.hdr
         cdef uint64_t n = self.nslots
         cdef uint64_t last = self.held + self.held_n - 1
-        cdef uint64_t q, prev
         cdef uint32_t e
-        cdef rb_slot *sl
-        # I1a: the slot's previous sequence is published or abandoned
-        if last >= n:
-            q = self.held if self.held >= n else n
-            while q <= last:
-                sl = &self.slots[q % n]
-                prev = q - n + 1
-                if rb_load_acq64(&sl.pub) < prev and (rb_load_acq64(&sl.abandoned) & ~RB_VOID) < prev:
-                    return B_LAP
-                q += 1
-        # I1b: every gating group released it; the cached tail holds for one epoch
-        e = rb_load_sc32(&h.group_epoch)  # seq_cst: after our claim's CAS (see _group_start)
+        # the cached tail holds for one group epoch (see _group_start)
+        e = rb_load_sc32(&h.group_epoch)  # seq_cst: after our claim's CAS
         if e != self.cached_epoch:
             self.cached_epoch = e
             self.cached_tail = _gating_tail(h)
         elif self.cached_tail != NO_TAIL and last >= self.cached_tail + n:
             self.cached_tail = _gating_tail(h)
-        if self.cached_tail == NO_TAIL or last < self.cached_tail + n:
-            return B_FREE
-        return B_GATE
+        return self.cached_tail != NO_TAIL and last >= self.cached_tail + n
 
-    cdef int _wait_space(self) noexcept nogil:
+    cdef inline bint _ready(self, bint claimed) noexcept nogil:
+        """Can the writer go on? Claimed: nothing gates its slots. Not yet
+        claimed: the next sequence's slot is free of its previous lap (or a
+        claim would stop)."""
+        cdef uint64_t s
+        if claimed:
+            return not self._gated()
+        s = rb_load_acq64(&self.hdr.write_claim)
+        return s >= rb_load_acq64(&self.hdr.claim_limit) or self._lap_free(s)
+
+    cdef int _wait_space(self, bint claimed) noexcept nogil:
+        """Wait until _ready(claimed); writers that wait for a group raise
+        space_waiting, those that wait for a slower writer lap_waiting."""
         cdef rb_header *h = self.hdr
         cdef double t_end
-        cdef int r, why
+        cdef int r
         cdef uint32_t v
         cdef int _i
-        if self._blocked() == B_FREE:
+        if self._ready(claimed):
             return W_OK
         t_end = rb_mono_time() + self.spin_s
         while True:
             # spin a little: the readers are usually a few hundred ns behind
             for _i in range(64):
                 rb_cpu_relax()
-                if self._blocked() == B_FREE:
+                if self._ready(claimed):
                     return W_OK
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 return W_STOPPED
@@ -133,12 +168,9 @@ cdef class WriterCore(_Endpoint):
                 continue
             # sleep: read the word, announce, re-check, then wait while the word holds
             v = rb_load_sc32(&h.space_futex)
-            why = self._blocked()
-            if why == B_FREE:
-                return W_OK
-            rb_announce_sleep(&h.lap_waiting if why == B_LAP else &h.space_waiting)
+            rb_announce_sleep(&h.space_waiting if claimed else &h.lap_waiting)
             _fault(FP_SLEEP_ANNOUNCED)
-            if self._blocked() == B_FREE:
+            if self._ready(claimed):
                 return W_OK
             if rb_load_acq32(&h.state) != RB_RUNNING:
                 return W_STOPPED
@@ -154,16 +186,9 @@ cdef class WriterCore(_Endpoint):
 
     cdef void _begin_fill(self) noexcept nogil:
         cdef uint64_t q
-        cdef rb_slot *sl
         for q in range(self.held, self.held + self.held_n):
             rb_store_rlx64(&self.slots[q % self.nslots].wseq, q + 1)
         rb_fence_rel()  # I4: the wseq marks are visible before any byte of the slot changes
-        for q in range(self.held, self.held + self.held_n):
-            # default metadata of every held slot; set_metadata() overwrites the first
-            sl = &self.slots[q % self.nslots]
-            sl.counter = <int64_t>(self.own_count + (q - self.held))
-            sl.timestamp = -1.0  # stamped at publication
-            sl.deadtime = 0.0
 
     cdef void _abandon_claim(self, bint void) noexcept nogil:
         """Readers skip the held sequences; unless `void` (nothing was ever
@@ -177,35 +202,49 @@ cdef class WriterCore(_Endpoint):
         rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
         rb_wake_if_waiting(&self.hdr.space_futex, &self.hdr.lap_waiting)
 
-    cdef int _acquire(self, uint64_t k) except -1:
-        """Claim and wait for space, handling signals and the end of the run.
-        Returns the first slot index."""
-        cdef int r = self._claim(k)
-        if r != W_OK:
-            raise SystemExit()
-        if self._blocked() != B_FREE:
-            self.busy = True
-            try:
-                while True:
-                    with nogil:
-                        r = self._wait_space()
-                    if r == W_OK:
-                        break
-                    if r == W_SIGNAL:
-                        try:
-                            PyErr_CheckSignals()
-                        except BaseException:
+    cdef int _wait(self, bint claimed) except -1:
+        """_wait_space without the GIL, handling signals, close() from another
+        thread and the end of the run; a claim given up is voided."""
+        cdef int r
+        self.busy = True
+        try:
+            while True:
+                with nogil:
+                    r = self._wait_space(claimed)
+                if r == W_OK:
+                    break
+                if r == W_SIGNAL:
+                    try:
+                        PyErr_CheckSignals()
+                    except BaseException:
+                        if claimed:
                             self._abandon_claim(True)
-                            raise
-                        continue
+                        raise
+                    continue
+                if claimed:
                     self._abandon_claim(True)
-                    self._raise_for(r)
-            finally:
-                self.busy = False
-                if self.closing:
-                    self._finish_close()
-            if self.hdr == NULL:
-                self._raise_for(W_CLOSING)
+                self._raise_for(r)
+        finally:
+            self.busy = False
+            if self.closing:
+                self._finish_close()
+        if self.hdr == NULL:
+            self._raise_for(W_CLOSING)
+        return 0
+
+    cdef int _acquire(self, uint64_t k) except -1:
+        """Claim (waiting for a slower writer's lap first), wait until no group
+        gates the slots, begin the fill. Returns the first slot index."""
+        cdef int r
+        while True:
+            r = self._claim(k)
+            if r == W_OK:
+                break
+            if r == W_STOPPED:
+                raise SystemExit()
+            self._wait(False)  # W_LAP: nothing claimed yet
+        if self._gated():
+            self._wait(True)
         self._begin_fill()
         return <int>(self.held % self.nslots)
 
@@ -219,11 +258,19 @@ cdef class WriterCore(_Endpoint):
         rb_store_rel64(&self.me.pub_target, self.base + self.own_count + self.held_n)  # I6
         for q in range(self.held, last):
             sl = &self.slots[q % self.nslots]
-            if sl.timestamp < 0.0:
+            if q != self.held or not self.meta_set:
+                # default metadata: this writer's running count, the time of publication, no dead time
                 if now == 0.0:
                     now = rb_wall_time()
+                sl.counter = <int64_t>(self.own_count + (q - self.held))
+                sl.deadtime = 0.0
                 sl.timestamp = now
-            dts += sl.deadtime
+            else:
+                if sl.timestamp < 0.0:
+                    if now == 0.0:
+                        now = rb_wall_time()
+                    sl.timestamp = now
+                dts = sl.deadtime
             if q + 1 == last:
                 rb_store_sc64(&sl.pub, q + 1)  # I2; seq_cst: the store-load barrier before looking for sleepers
             else:
@@ -265,6 +312,7 @@ cdef class WriterCore(_Endpoint):
             sl.counter = counter
             sl.timestamp = timestamp
             sl.deadtime = deadtime
+            self.meta_set = True
 
     def put(self, data, counter=None, timestamp=None, double deadtime=0.0):
         """Write one whole event with one memcpy and publish it.
@@ -296,11 +344,10 @@ cdef class WriterCore(_Endpoint):
         finally:
             PyBuffer_Release(&view)
         sl = &self.slots[idx]
-        if counter is not None:
-            sl.counter = <int64_t>counter
-        if timestamp is not None:
-            sl.timestamp = <double>timestamp
+        sl.counter = <int64_t>self.own_count if counter is None else <int64_t>counter
+        sl.timestamp = -1.0 if timestamp is None else <double>timestamp
         sl.deadtime = deadtime
+        self.meta_set = True
         self._publish()
 
     def get_new_buffers(self, Py_ssize_t k):

@@ -325,6 +325,33 @@ def test_two_joiners_restart_an_orphaned_group_once(puppets, point, fate):
         assert g["lost"] == {"dead_reader": 0, "orphaned": 6, "abandoned_by_writer": 0}  # counted once
 
 
+@pytest.mark.parametrize("point", ["group_locked", "group_starting", "group_moved"])
+def test_only_joiner_killed_while_restarting_leaves_the_group_orphaned(puppets, point):
+    """Nobody lives to finish the start: the reaper finishes it and orphans the group
+    again, so it does not hold back the writers with no member to release anything."""
+    with new_buffer(2) as buf:
+        group = buf.new_reader_group()
+        first, joiner, writer = puppets("first member"), puppets("joiner"), puppets("writer")
+        first.call("reader", group)
+        writer.call("writer", buf.new_writer())
+        first.kill()
+        reap_until(buf, lambda st: st["groups"][0]["state"] == "orphaned")
+        for i in range(3):
+            writer.call("put", i, timeout=5)
+        joiner.stop_at(point, "reader", group)
+        joiner.kill()
+        st = reap_until(buf, lambda st: st["reaped"]["readers"] == 2 and st["groups"][0]["state"] == "orphaned")
+        assert st["groups"][0]["state"] == "orphaned" and st["reaped"]["readers"] == 2
+        for i in range(3, 10):  # the group does not gate: the writer goes round the ring
+            writer.call("put", i, timeout=5)
+        g = buf.stats()["groups"][0]
+        assert g["lost"] == {"dead_reader": 0, "orphaned": 10, "abandoned_by_writer": 0}
+        late = bm.Reader(group)  # and a member joining now starts it again
+        writer.call("put", 10, timeout=5)
+        assert take(late, 1) == [10]
+        late.close()
+
+
 # --- finding 5: no lost wake-up (a long sleep slice turns one into a hang) ---------------------------
 
 

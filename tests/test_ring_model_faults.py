@@ -81,9 +81,13 @@ class FaultModel(RuleBasedStateMachine):
             g["released"].discard(g["release"])
             g["release"] += 1
 
+    def _lap_free(self, s: int) -> bool:
+        """I1a: the slot's previous sequence finished (checked before a claim)."""
+        return s < self.n or self._finished(s - self.n)
+
     def _can_fill(self, s: int) -> bool:
         """I1: the slot's previous sequence finished, and every gating group released it."""
-        if s >= self.n and not self._finished(s - self.n):
+        if not self._lap_free(s):
             return False
         return all(g["release"] > s - self.n for g in self.groups if g["state"] == "active")
 
@@ -195,13 +199,16 @@ class FaultModel(RuleBasedStateMachine):
         w = self._writer(wi)
         p = w["p"]
         if point in ("writer_announced", "writer_claimed"):
-            # both points come before the wait for space: no space is needed to reach them
-            self._publish_held(w)
-            self.value += 1
-            p.stop_at(point, "claim", self.value)
-            if point == "writer_claimed":
-                self.seqs.append([PENDING, self.value])  # claimed, never filled: abandoned once reaped
-                w["held"] = len(self.seqs) - 1
+            self._publish_held(w)  # the claim publishes what it held first
+            if not self._lap_free(len(self.seqs)):
+                p.call("publish")  # the claim would wait for a slower writer (I1a): killed at rest instead
+                point = None
+            else:  # both points come before the wait for the groups: only the lap must be free
+                self.value += 1
+                p.stop_at(point, "claim", self.value)
+                if point == "writer_claimed":
+                    self.seqs.append([PENDING, self.value])  # claimed, never filled: abandoned once reaped
+                    w["held"] = len(self.seqs) - 1
         elif point == "writer_published":
             if w["held"] is None:
                 point = None
@@ -251,10 +258,12 @@ class FaultModel(RuleBasedStateMachine):
             self._restart_if_orphaned(gi)
             self.members.append(m)
             return
+        if point == "registered" and self.groups[gi]["state"] == "orphaned" and self.value % 2:
+            point = ["group_locked", "group_starting", "group_moved"][self.value % 3]  # in the middle of the restart
         p.stop_at(point, "reader", self.groups[gi]["setup"])
         p.kill()
         event(f"joiner killed at {point}")
-        if point == "registered":  # a member that died at once: reaped like one
+        if point != "joining":  # a member that died at once: reaped like one
             m["alive"] = False
             self.members.append(m)
 
