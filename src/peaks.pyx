@@ -78,7 +78,8 @@ cdef inline double _block_stats(const double *w, Py_ssize_t n, double *bmin, dou
     return (a0 + a1) + (a2 + a3)
 
 
-cdef inline void _row_stats(const double *w, Py_ssize_t n, double *mins, double *bmin, double *bmax) noexcept nogil:
+cdef inline void _row_stats(const double *w, Py_ssize_t n, double *mins, double *bmin,
+                            double *bmax) noexcept nogil:
     """Block minima and maxima of a row (:func:`_block_stats`) and its minimum into
     ``mins[0]`` -- NaN when a block sum is not finite: the row then goes to SciPy, which
     is exact for NaN and infinities (and for the rare huge finite values too)."""
@@ -313,9 +314,9 @@ def select_by_distance(const Py_ssize_t[::1] peaks, const double[::1] heights, P
 
 
 def scan(const double[::1] work, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t stride, const double[::1] mins,
-         const double[::1] bmin, const double[::1] bmax, double pmin, Py_ssize_t dist, Py_ssize_t[::1] cand, double[::1] z, Py_ssize_t[::1] peaks,
-         Py_ssize_t[::1] zpeaks, double[::1] heights, unsigned char[::1] keep, Py_ssize_t[::1] rowstart,
-         signed char[::1] rowflag):
+         const double[::1] bmin, const double[::1] bmax, double pmin, Py_ssize_t dist, Py_ssize_t[::1] cand,
+         double[::1] z, Py_ssize_t[::1] peaks, Py_ssize_t[::1] zpeaks, double[::1] heights, unsigned char[::1] keep,
+         Py_ssize_t[::1] rowstart, signed char[::1] rowflag):
     """Candidates, compressed trace, local maxima and their distance selection, per row.
 
     A sample ``v`` of a row with minimum ``m`` is a candidate when ``v - m >= pmin``

@@ -10,9 +10,8 @@ traces. Every mismatch ever found is kept below as a regression case.
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import pytest
@@ -85,6 +84,9 @@ def _structured(values: np.ndarray, fields: List[Tuple[str, str]]) -> np.ndarray
     return out
 
 
+UNPACKED = [("chB", "<f4"), ("n", "<i4"), ("chA", "<f4"), ("chD", "<f4"), ("chC", "<f4")]  # other order, a gap
+SPACED = [(name, "<f4") for c in "ABCD" for name in (f"ch{c}", f"x{c}")][:-1]  # evenly spaced, gaps between
+MIXED = [("chA", "<f4"), ("chB", "<f8"), ("chC", "<f4"), ("chD", "<f8")]
 LAYOUTS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "2d-float64": lambda v: np.ascontiguousarray(v, np.float64),
     "2d-float32": lambda v: np.ascontiguousarray(v, np.float32),
@@ -95,10 +97,10 @@ LAYOUTS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "bigendian-float64": lambda v: v.astype(">f8"),
     "packed-float32": lambda v: _structured(v, [(c, "<f4") for c in CH]),
     "packed-float64": lambda v: _structured(v, [(c, "<f8") for c in CH]),
-    "unpacked-float32": lambda v: _structured(v, [("chB", "<f4"), ("n", "<i4"), ("chA", "<f4"), ("chD", "<f4"), ("chC", "<f4")]),
-    "spaced-float32": lambda v: _structured(v, [("chA", "<f4"), ("x", "<f4"), ("chB", "<f4"), ("y", "<f4"), ("chC", "<f4"), ("z", "<f4"), ("chD", "<f4")]),
-    "mixed": lambda v: _structured(v, [("chA", "<f4"), ("chB", "<f8"), ("chC", "<f4"), ("chD", "<f8")]),
-}  # fmt: skip
+    "unpacked-float32": lambda v: _structured(v, UNPACKED),
+    "spaced-float32": lambda v: _structured(v, SPACED),
+    "mixed": lambda v: _structured(v, MIXED),
+}
 
 
 def layout_of(values: np.ndarray, name: str) -> np.ndarray:
@@ -273,9 +275,9 @@ BATCH_LAYOUTS: Dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "3d-float64-transposed": lambda v: np.ascontiguousarray(v.transpose(2, 0, 1)).transpose(1, 2, 0),
     "3d-int16": lambda v: v.astype(np.int16),
     "slots-float32": lambda v: _batch_structured(v, [(c, "<f4") for c in CH]),
-    "slots-unpacked": lambda v: _batch_structured(v, [("chD", "<f8"), ("chC", "<f8"), ("t", "<i8"), ("chB", "<f8"), ("chA", "<f8")]),
+    "slots-unpacked": lambda v: _batch_structured(v, [("chD", "<f8"), ("t", "<i8")] + [(c, "<f8") for c in CH[2::-1]]),
     "slots-every-other": lambda v: _batch_structured(v, [(c, "<f4") for c in CH], every_other=True),
-}  # fmt: skip
+}
 
 
 def _batch_structured(values: np.ndarray, fields, every_other: bool = False) -> np.ndarray:
@@ -449,4 +451,3 @@ def test_regression_float64_overflow():
         got = PulseFinder(config(), channel_names=CH).channel_peaks(ev)
     assert got[0]["positions"].tolist() == [27]
     assert_same(got, reference(ev, config()), "5")
-

@@ -303,7 +303,12 @@ class PeakSearch:
         return _concat(parts)
 
     def widths(
-        self, index: np.ndarray, prominences: np.ndarray, rel_height: float, lo: np.ndarray = None, hi: np.ndarray = None
+        self,
+        index: np.ndarray,
+        prominences: np.ndarray,
+        rel_height: float,
+        lo: Optional[np.ndarray] = None,
+        hi: Optional[np.ndarray] = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """SciPy's widths at ``rel_height`` (< 1) of peaks at work-array positions ``index``.
 
