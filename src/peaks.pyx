@@ -454,6 +454,34 @@ def scan(const double[::1] work, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t strid
     return nc, npk
 
 
+cdef inline double _width(const double *x, Py_ssize_t peak, double prominence, double rel_height,
+                          Py_ssize_t i_min, Py_ssize_t i_max, Py_ssize_t origin, double *left,
+                          double *right) noexcept nogil:
+    """SciPy's ``_peak_widths`` loop for one peak, every float64 operation as there,
+    with the positions counted from ``origin`` (the start of the peak's row). Returns
+    the width, ``right - left``."""
+    cdef Py_ssize_t i
+    cdef double height, left_ip, right_ip
+    height = x[peak] - prominence * rel_height
+    i = peak
+    while i_min < i and height < x[i]:
+        i -= 1
+    left_ip = <double>(i - origin)
+    if x[i] < height:
+        if x[i + 1] != x[i]:
+            left_ip += (height - x[i]) / (x[i + 1] - x[i])
+    i = peak
+    while i < i_max and height < x[i]:
+        i += 1
+    right_ip = <double>(i - origin)
+    if x[i] < height:
+        if x[i - 1] != x[i]:
+            right_ip -= (height - x[i]) / (x[i - 1] - x[i])
+    left[0] = left_ip
+    right[0] = right_ip
+    return right_ip - left_ip
+
+
 def widths(const double[::1] work, const Py_ssize_t[::1] peaks, const double[::1] prominences,
            double rel_height, Py_ssize_t n, Py_ssize_t stride, const Py_ssize_t[::1] lo,
            const Py_ssize_t[::1] hi, double[::1] out_widths, double[::1] out_left, double[::1] out_right):
@@ -464,24 +492,21 @@ def widths(const double[::1] work, const Py_ssize_t[::1] peaks, const double[::1
     their difference) are bitwise those of ``peak_widths`` on the row itself. The
     search of a peak runs in ``[lo[i], hi[i]]`` (work-array indices; SciPy's bases),
     or, where ``lo[i] < 0``, in its whole row: the search stops at the first sample at
-    or below ``peak - rel_height * prominence``, which for a finite prominence and
-    ``rel_height < 1`` is never beyond the base, so the row bounds give SciPy's result.
-    ``lo``/``hi`` may be empty (row bounds for all).
+    or below ``peak - rel_height * prominence``, and for a finite prominence and
+    ``rel_height <= 0.99`` the base is such a sample (``rel_height * prominence``
+    rounds to less than ``peak - base``, or is exact where that difference is
+    subnormal), so the row bounds give SciPy's result. ``lo``/``hi`` may be empty (row
+    bounds for all).
     """
-    cdef Py_ssize_t p, peak, i, i_min, i_max, origin
+    cdef Py_ssize_t p, peak, i_min, i_max, origin
     cdef Py_ssize_t npk = peaks.shape[0]
     cdef bint bounds = lo.shape[0] > 0
-    cdef double height, left_ip, right_ip
-    cdef const double *x
     if prominences.shape[0] < npk or out_widths.shape[0] < npk or out_left.shape[0] < npk:
         raise ValueError("widths: prominences and outputs must be as long as peaks")
     if out_right.shape[0] < npk or (bounds and (lo.shape[0] < npk or hi.shape[0] < npk)):
         raise ValueError("widths: outputs and bounds must be as long as peaks")
-    if work.shape[0] == 0:
-        raise ValueError("widths: empty work array")
-    x = &work[0]
-    if not (0 <= rel_height < 1):
-        raise ValueError(f"widths: rel_height must be in [0, 1), got {rel_height}")
+    if not (0 <= rel_height <= 0.99):
+        raise ValueError(f"widths: rel_height must be in [0, 0.99], got {rel_height}")
     for p in range(npk):
         peak = peaks[p]
         if not (1 <= peak < work.shape[0]):
@@ -502,22 +527,53 @@ def widths(const double[::1] work, const Py_ssize_t[::1] peaks, const double[::1
             else:
                 i_min = origin
                 i_max = origin + n - 1
-            height = x[peak] - prominences[p] * rel_height
-            i = peak
-            while i_min < i and height < x[i]:
-                i -= 1
-            left_ip = <double>(i - origin)
-            if x[i] < height:
-                if x[i + 1] != x[i]:
-                    left_ip += (height - x[i]) / (x[i + 1] - x[i])
-            i = peak
-            while i < i_max and height < x[i]:
-                i += 1
-            right_ip = <double>(i - origin)
-            if x[i] < height:
-                if x[i - 1] != x[i]:
-                    right_ip -= (height - x[i]) / (x[i - 1] - x[i])
-            out_widths[p] = right_ip - left_ip
-            out_left[p] = left_ip
-            out_right[p] = right_ip
+            out_widths[p] = _width(&work[0], peak, prominences[p], rel_height, i_min, i_max, origin,
+                                   &out_left[p], &out_right[p])
     return None
+
+
+def finish(const double[::1] work, Py_ssize_t n, Py_ssize_t stride, double pmin, double wmin,
+           const Py_ssize_t[::1] peaks, const Py_ssize_t[::1] zpeaks_left, const Py_ssize_t[::1] zpeaks_right,
+           const double[::1] prominences, Py_ssize_t[:, ::1] out_int, double[:, ::1] out_float):
+    """The prominence and width cuts of ``find_peaks`` for the distance-selected maxima
+    ``peaks`` of :func:`scan` (finite rows), with their ``prominences`` and compressed-trace
+    bases from SciPy's ``_peak_prominences``.
+
+    Keeps the peaks with ``prominence >= pmin`` and then ``width >= wmin`` (widths at
+    half the prominence, as :func:`widths` with row bounds) and writes, for the kept
+    ones in order, ``out_int`` rows: work-array index, row, position in the row, left
+    and right base in the compressed trace; ``out_float`` rows: prominence, width,
+    left and right interpolated position. Returns their number.
+    """
+    cdef Py_ssize_t p, k = 0, peak, row, origin
+    cdef Py_ssize_t npk = peaks.shape[0]
+    cdef double w, left, right
+    if zpeaks_left.shape[0] < npk or zpeaks_right.shape[0] < npk or prominences.shape[0] < npk:
+        raise ValueError("finish: bases and prominences must be as long as peaks")
+    if out_int.shape[0] < 5 or out_float.shape[0] < 4 or out_int.shape[1] < npk or out_float.shape[1] < npk:
+        raise ValueError("finish: out_int needs (5, peaks), out_float (4, peaks)")
+    for p in range(npk):
+        peak = peaks[p]
+        if not (1 <= peak < work.shape[0]) or (peak - 1) % stride >= n:
+            raise ValueError(f"finish: peak {peak} is not a sample of a row")
+    with nogil:
+        for p in range(npk):
+            if not (prominences[p] >= pmin):
+                continue
+            peak = peaks[p]
+            row = (peak - 1) // stride
+            origin = 1 + row * stride
+            w = _width(&work[0], peak, prominences[p], 0.5, origin, origin + n - 1, origin, &left, &right)
+            if not (w >= wmin):
+                continue
+            out_int[0, k] = peak
+            out_int[1, k] = row
+            out_int[2, k] = peak - origin
+            out_int[3, k] = zpeaks_left[p]
+            out_int[4, k] = zpeaks_right[p]
+            out_float[0, k] = prominences[p]
+            out_float[1, k] = w
+            out_float[2, k] = left
+            out_float[3, k] = right
+            k += 1
+    return k

@@ -10,34 +10,42 @@ near a peak.
 
 Why the result is exact
 -----------------------
-1. **Layout.** All rows sit in one float64 work array, each followed by at least
-   ``ceil(D)`` ``+inf`` separators (one before the first). A separator is never lower
-   than a sample, so no row end becomes a peak and every prominence or width search
-   stops at it as it would at the end of the row; two samples of different rows are
-   at least the distance apart, so the distance rule never acts across rows (channels
-   or events).
+1. **Layout.** All rows sit in one float64 work array, each followed by
+   ``min(ceil(D), n)`` (at least one) ``+inf`` separators, one more before the first.
+   A separator is never lower than a sample, so no row end becomes a peak and every
+   prominence or width search stops at it as it would at the end of the row. Two
+   samples of different rows are more than that apart, so the distance rule never
+   acts across rows (channels or events); within a row any two samples are closer
+   than ``n``, so a distance above ``n`` selects as ``n`` does.
 2. **Candidates.** A sample ``v`` of a row with minimum ``m`` is a candidate when
    ``v - m >= P`` in float64. A peak's prominence is ``peak - base`` with
    ``base >= m``; float64 subtraction is monotonic, so every peak of prominence >= P
-   is a candidate, and so is every sample as high as a candidate.
+   is a candidate, and so is every sample as high as a candidate. The kernel finds
+   the least such ``v`` once per row (bisection over the doubles), so the test is one
+   comparison, and skips blocks of 64 samples whose maximum is below it.
 3. **Local maxima** are tested on the candidates against their true neighbours
    (plateaus as in SciPy), so they are the row's maxima of at least candidate height.
 4. **Distance selection** (SciPy's: highest first, each removing the others closer
    than ``ceil(D)``). Whether a candidate survives depends only on the maxima at
    least as high, all candidates, and on the order among equal heights. SciPy takes
-   that order from ``np.argsort`` of all the row's maxima; it matters only when two
-   maxima of equal height are closer than the distance. The kernel selects in C
-   when no such tie exists (the result is then the same for any order); a row with
-   such a tie is selected by SciPy on all its maxima, exactly as ``find_peaks`` does.
+   that order from ``np.argsort`` of all the row's maxima (NumPy's sort is not
+   stable); it matters only when two maxima of equal height are closer than the
+   distance (otherwise neither removes the other, and each removes the same lower
+   ones in any order). The kernel selects in C when no such tie exists; a row with
+   such a tie (or with a chain of more than 64 close maxima) is selected by SciPy's
+   ``find_peaks(row, distance=D)`` on all its maxima, so ties go exactly SciPy's way.
 5. **Prominences** come from SciPy's kernel on a compressed trace: each candidate
    as is, each gap of non-candidates (all lower than any candidate peak) as its
    minimum. A prominence scan passes whole gaps and stops only at a higher sample, a
-   candidate, so the same minima are subtracted from the same peak values.
+   candidate, so the same minima are subtracted from the same peak values. The bases
+   are mapped back to the row (the minimum nearest the peak, as SciPy keeps the first
+   strictly lower sample it meets).
 6. **Widths** come from SciPy's width loop (compiled here, ``-ffp-contract=off``)
    with positions counted from the row start, as in ``peak_widths`` on the row. The
    search is bounded by the row instead of the bases: it stops at the first sample at
-   or below ``peak - prominence / 2``, which is never beyond the base while the
-   prominence is finite.
+   or below ``peak - prominence / 2``, and the base is such a sample (while the
+   prominence is finite, ``peak - prominence * r`` rounds to no less than the base
+   for ``r <= 0.99``), so it stops where SciPy's does.
 7. **Rows that break an assumption** -- a NaN, an infinite sample, or a sample whose
    difference to the row minimum overflows float64 -- are given whole to
    ``find_peaks``.
@@ -112,6 +120,52 @@ class Peaks:
 def _empty_peaks() -> Peaks:
     i, f = np.empty(0, np.intp), np.empty(0)
     return Peaks(i, i, i, f, f, f, f, i, i)
+
+
+class ChannelFields:
+    """How the channel fields of one structured dtype are viewed as samples.
+
+    Parameters
+    ----------
+    dtype : numpy.dtype
+        Structured dtype holding (at least) the fields ``names``.
+    names : sequence of str
+        The channel fields, in channel order.
+    """
+
+    def __init__(self, dtype: np.dtype, names: Sequence[str]) -> None:
+        self.dtype = dtype
+        self.names = list(names)
+        fields = dtype.fields
+        types = {fields[ch][0] for ch in self.names}
+        offsets = [fields[ch][1] for ch in self.names]
+        self.type = types.pop() if len(types) == 1 else None
+        self.step = None  # bytes from channel to channel when one type, evenly spaced
+        if self.type is not None:
+            step = offsets[1] - offsets[0] if len(offsets) > 1 else self.type.itemsize
+            if step != 0 and offsets == [offsets[0] + i * step for i in range(len(offsets))]:
+                self.step = step
+        self.packed = (
+            self.step is not None
+            and self.step == self.type.itemsize
+            and offsets[0] == 0
+            and dtype.itemsize == len(offsets) * self.step
+        )
+
+    def samples(self, data: np.ndarray, batch: bool) -> np.ndarray:
+        """``(events, samples, channels)`` of one event ``(samples,)`` or a batch
+        ``(events, samples)``: a view, or a copy when the channels differ in type or
+        are unevenly spaced (NumPy's common type then holds each value as float64
+        would, e.g. float64 for float32 and int32)."""
+        shape = data.shape if batch else (1,) + data.shape
+        if self.packed and data.flags.c_contiguous:
+            return data.view(self.type).reshape(shape + (len(self.names),))
+        if self.step is not None:
+            first = data[self.names[0]].reshape(shape)
+            return np.lib.stride_tricks.as_strided(
+                first, shape + (len(self.names),), first.strides + (self.step,), writeable=False
+            )
+        return np.stack([data[ch].reshape(shape) for ch in self.names], axis=-1)
 
 
 class PeakSearch:
@@ -260,15 +314,15 @@ class PeakSearch:
         keep = self._keep[:npk].view(bool)
         peaks, zpeaks = self._pk[:npk][keep], self._zpk[:npk][keep]
         prom, zlb, zrb = _peak_prominences(self._z[: 2 * nc - 1], zpeaks, -1)
-        ok = prom >= self.prominence
-        peaks, prom = peaks[ok], prom[ok]
-        widths, lips, rips = self.widths(peaks, prom, 0.5)
-        ok2 = widths >= self.width
-        self._state = (self._cand[:nc], zlb[ok][ok2], zrb[ok][ok2])
-        index = peaks[ok2]
-        row = (index - 1) // self.stride
-        lo, hi = np.full(index.size, -1, np.intp), np.full(index.size, -1, np.intp)
-        out = Peaks(index, row, index - self.origin(row), prom[ok2], widths[ok2], lips[ok2], rips[ok2], lo, hi)
+        # prominence and width cuts (SciPy's `>=`), one compiled loop
+        ints, floats = np.empty((5, peaks.size), np.intp), np.empty((4, peaks.size))
+        k = _peaks.finish(
+            self.work, self.n, self.stride, self.prominence, self.width, peaks, zlb, zrb, prom, ints, floats
+        )
+        index, row, position, zlb, zrb = ints[:, :k]
+        self._state = (self._cand[:nc], zlb, zrb)
+        unbounded = np.full(k, -1, np.intp)  # the rows bound later width searches exactly
+        out = Peaks(index, row, position, *floats[:, :k], unbounded, unbounded)
         reference = [r for r in special if flags[r] == ROW_REFERENCE]
         if reference:
             # all peaks then carry their exact bases as bounds (see bases())
@@ -310,7 +364,7 @@ class PeakSearch:
         lo: Optional[np.ndarray] = None,
         hi: Optional[np.ndarray] = None,
     ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """SciPy's widths at ``rel_height`` (< 1) of peaks at work-array positions ``index``.
+        """SciPy's widths at ``rel_height`` (<= 0.99) of peaks at work-array positions ``index``.
 
         Positions (``left_ips``, ``right_ips``) are counted from each row's start.
         ``lo``/``hi``: the search bounds of :class:`Peaks` (default: the rows).

@@ -1,26 +1,29 @@
 """Find the muon-decay double pulses in digitiser events (1.x ``calculate_decay_time``).
 
-Peaks
------
-The peaks of channel X are exactly those of::
+Peaks: the guarantee
+--------------------
+The peaks of channel X of an event are exactly those of::
 
     t = (np.asarray(x, np.float64) - analogue_offset_mV) * chX_scaling
     scipy.signal.find_peaks(t, prominence=peak_minimal_prominence_secondary,
                             distance=peak_minimal_distance, width=peak_minimal_width)
 
-on each channel's trace ``x`` of each event: the same positions, and bitwise the same
-prominences, widths, ``left_ips``/``right_ips`` and bases (:meth:`PulseFinder.channel_peaks`),
-also for ties of equal height within the distance, for plateaus, peaks next to the
-trace ends, NaN, infinite and float64-extreme samples. This holds for one event
-(:meth:`PulseFinder.analyse`) and for batches (:meth:`PulseFinder.analyse_batch`), for
-2-D ``(channels, samples)``, 3-D ``(events, channels, samples)`` and structured input
-(one field per channel, packed or not), any strides or memory order, and float32,
-float64 or integer samples. ``t`` is computed in float64 because ``find_peaks`` works
-in float64 (it converts its input with ``np.asarray(x, dtype=np.float64)``, exact for
-float32 and integer samples); the offset (mV) is ``analogue_offset`` (V) times 1000.
-``tests/test_pulse_finder_scipy.py`` checks all of this against SciPy itself. How it
-is found fast and why the results are exact is explained in
-:mod:`mimocorb.muon.peak_search`.
+the same positions and bitwise the same heights ``t[peak]``, prominences, widths,
+``left_ips``/``right_ips`` and bases (:meth:`PulseFinder.channel_peaks`), including
+plateaus, peaks next to the trace ends, thresholds met exactly, NaN, infinite and
+float64-extreme samples, and equal heights within the distance (decided by the
+installed SciPy's own call: its order comes from NumPy's unstable argsort). It holds
+one event at a time and in batches (:meth:`PulseFinder.analyse_batch`,
+:meth:`PulseFinder.batch_peaks`), for 2-D ``(channels, samples)``, 3-D ``(events,
+channels, samples)`` and structured input (a field per channel, packed or not), any
+strides or memory order, float32, float64 or integer samples. The offset in mV is
+``analogue_offset`` (V) times 1000. ``t`` is float64 as ``find_peaks`` works in float64
+(``np.asarray(x, dtype=np.float64)``, exact for float32 and integer samples); note that
+NumPy computes ``x - offset`` of a float32 ``x`` in float32, a trace that can differ
+in the last bit (and so at a threshold). Why the fast search gives exactly these
+results: :mod:`mimocorb.muon.peak_search`; ``tests/test_pulse_finder_scipy.py`` checks
+it against SciPy. The record's integrals use ``peak_widths(t, ..., rel_height=0.9)``,
+computed the same way.
 
 Double pulses
 -------------
@@ -28,11 +31,10 @@ Peaks of different channels closer than ``trigger_position_tolerance`` samples f
 one coincidence (a row). The first row must sit at the trigger (``pre_trigger_samples``
 +- tolerance) and its peaks need a prominence of at least
 ``peak_minimal_prominence_initial``. The first two rows are then matched against the
-``signatures`` ([start, stop], one of "+", "-", "0" per channel).
-
-Speed: 15,000-18,000 events/s per core one event at a time, 20,000-25,000 in batches
-of 32 (4 x 4250 float32 samples, ``benchmarks/bench_muon.py``); ``find_peaks`` on every
-trace (``fast=False``, the reference) gives about 1,500.
+``signatures`` ([start, stop], one of "+", "-", "0" per channel). Speed
+(``benchmarks/bench_muon.py``, 4 x 4250 float32 samples): about 20,000 events/s per
+core one at a time, 30,000 in batches of 32; ``find_peaks`` on every trace
+(``fast=False``) 1,500.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from mimocorb.muon.peak_search import Peaks, PeakSearch
+from mimocorb.muon.peak_search import ChannelFields, Peaks, PeakSearch
 
 logger = logging.getLogger(__name__)
 DEFAULT_CHANNELS: Tuple[str, ...] = ("chA", "chB", "chC", "chD")
@@ -218,7 +220,7 @@ class PulseFinder:
         self.scaling = np.array([float(self.config.get(f"{ch}_scaling", 1.0)) for ch in names])
         # multiplying by 1.0 changes nothing: only scaled channels need the product
         self._scaling = self.scaling if bool(np.any(self.scaling != 1.0)) else None
-        self._checked_dtype = None  # structured dtype last checked by _check_structured
+        self._fields: Optional[ChannelFields] = None  # layout of the structured dtype last seen
         self.dtype = np.dtype(output_dtype(names))
 
     def _check_signatures(self, signatures: Any) -> List[List[List[str]]]:
@@ -240,52 +242,25 @@ class PulseFinder:
         return out
 
     # ------------------------------------------------------------------- input
-    def _check_structured(self, data: np.ndarray, ndim: int) -> None:
-        """Validate a structured event's (ndim 1) or batch's (ndim 2) channel fields;
-        remember how to view them as ``(events, samples, channels)``."""
-        names = data.dtype.names
+    def _check_structured(self, data: np.ndarray, ndim: int) -> ChannelFields:
+        """Validate a structured event's (ndim 1) or batch's (ndim 2) channel fields."""
         if data.ndim != ndim:
             what = "event must be 1-D (samples)" if ndim == 1 else "events must be 2-D (events, samples)"
             raise ValueError(f"PulseFinder: a structured {what}, got shape {data.shape}")
-        if data.dtype is self._checked_dtype:
-            return
-        if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
-            self._set_channels(list(names))
-        missing = [ch for ch in self.channel_names if ch not in names]
-        if missing:
-            raise ValueError(f"PulseFinder: event lacks channel fields {missing}, has {list(names)}")
-        fields = data.dtype.fields
-        types = {fields[ch][0] for ch in self.channel_names}
-        offsets = [fields[ch][1] for ch in self.channel_names]
-        self._field_type = types.pop() if len(types) == 1 else None
-        self._field_step = None  # bytes between channels when one type, evenly spaced
-        if self._field_type is not None:
-            step = offsets[1] - offsets[0] if self.nch > 1 else self._field_type.itemsize
-            if step != 0 and offsets == [offsets[0] + i * step for i in range(self.nch)]:
-                self._field_step = step
-        self._packed = (
-            self._field_step is not None
-            and self._field_step == self._field_type.itemsize
-            and offsets[0] == 0
-            and data.dtype.itemsize == self.nch * self._field_step
-        )
-        self._checked_dtype = data.dtype
+        if self._fields is None or data.dtype is not self._fields.dtype:
+            names = data.dtype.names
+            if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
+                self._set_channels(list(names))
+            missing = [ch for ch in self.channel_names if ch not in names]
+            if missing:
+                raise ValueError(f"PulseFinder: event lacks channel fields {missing}, has {list(names)}")
+            self._fields = ChannelFields(data.dtype, self.channel_names)
+        return self._fields
 
     def _samples(self, data: np.ndarray, batch: bool) -> np.ndarray:
-        """``(events, samples, channels)`` view (a copy only for structured channels
-        of different types or uneven spacing) of one event or a batch."""
+        """``(events, samples, channels)`` view of one event or a batch."""
         if data.dtype.names is not None:
-            self._check_structured(data, 2 if batch else 1)
-            shape = data.shape if batch else (1,) + data.shape
-            if self._packed and data.flags.c_contiguous:
-                return data.view(self._field_type).reshape(shape + (self.nch,))
-            if self._field_step is not None:  # evenly spaced fields of one type: a strided view
-                first = data[self.channel_names[0]].reshape(shape)
-                return np.lib.stride_tricks.as_strided(
-                    first, shape + (self.nch,), first.strides + (self._field_step,), writeable=False
-                )
-            # different types: numpy's common type holds each value exactly as float64 would
-            return np.stack([data[ch].reshape(shape) for ch in self.channel_names], axis=-1)
+            return self._check_structured(data, 2 if batch else 1).samples(data, batch)
         if batch:
             if data.ndim != 3 or data.shape[1] != self.nch:
                 raise ValueError(
