@@ -482,3 +482,76 @@ def test_regression_float64_overflow():
         got = PulseFinder(config(), channel_names=CH).channel_peaks(ev)
     assert got[0]["positions"].tolist() == [27]
     assert_same(got, reference(ev, config()), "5")
+
+
+# ---------------------------------------- regression cases found by these tests
+def test_regression_infinite_sample():
+    """A +inf sample on a broad pulse: the old fast path skipped infinite candidates
+    (and a scan from an infinite peak crossed the +inf channel separators)."""
+    ev = _zeros(40)
+    ev[0, 5:30] = -380.0
+    ev[0, 17] = np.inf
+    ev[1, 3:25] = -300.0
+    cfg = config(W=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = PulseFinder(cfg, channel_names=CH).channel_peaks(ev)
+    assert got[0]["positions"].tolist() == [17] and got[1]["positions"].tolist() == [13]
+    assert_same(got, reference(ev, cfg), "inf")
+
+
+def test_regression_nan_sample():
+    """A NaN sample inside a pulse: SciPy's comparisons with NaN decide, so the row
+    goes to find_peaks (the old code lost the peak)."""
+    ev = _zeros(40)
+    ev[0, 5:30] = -380.0
+    ev[0, 12] = np.nan
+    ev[0, 20] = -300.0
+    cfg = config(W=0.0)
+    got = PulseFinder(cfg, channel_names=CH).channel_peaks(ev)
+    assert got[0]["positions"].tolist() == [20]
+    assert_same(got, reference(ev, cfg), "nan")
+
+
+def test_regression_shift_by_channel_minimum():
+    """The old work array held trace - channel minimum: with a minimum of -1e20 every
+    sample rounded to the same value and the pulse vanished; in general prominences
+    and heights differed in the last bits. Now the trace itself is searched."""
+    ev = _zeros(40)
+    ev[0, 0] = -1e20
+    ev[0, 10:30] = -380.0
+    ev[0, 20] = -300.0
+    got = PulseFinder(config(), channel_names=CH).channel_peaks(ev)
+    assert got[0]["positions"].tolist() == [20]
+    assert_same(got, reference(ev, config()), "shift")
+
+
+def test_regression_scaled_float32_prominence_bits():
+    """Scaled float32 noise (the 7th event of seed 1): prominences of the shifted
+    trace differed from SciPy's in the last bit."""
+    rng = np.random.default_rng(1)
+    for _ in range(7):
+        ev = (BASE + rng.random((4, 40)) * 40).astype(np.float32)
+    cfg = config(W=0.0, chA_scaling=1.3, chB_scaling=0.7, chD_scaling=1.1)
+    got = PulseFinder(cfg, channel_names=CH).channel_peaks(ev)
+    assert got[0]["positions"].size
+    assert_same(got, reference(ev, cfg), "scaled float32")
+
+
+def test_regression_distance_across_events_in_analyse_batch():
+    """A high peak at the end of event 0 (chD) removed the lower first peak of event 1
+    (chA, 4 samples later in the shared work array): analyse_batch rejected a double
+    pulse that analyse accepts."""
+    n = 60
+    ev = np.full((2, 4, n), BASE)
+    ev[0, 3, n - 25 : n - 1] = BASE + np.linspace(100.0, 400.0, 24)  # rising to the end of event 0
+    pulse = np.r_[150.0, 200.0, np.linspace(195.0, 80.0, 17)]
+    ev[1, 0, 1:20] = BASE + pulse  # chA at 2
+    ev[1, 1, 4:23] = BASE + pulse  # chB at 5
+    ev[1, 1, 35:54] = BASE + pulse  # chB again: the decay electron
+    cfg = config()
+    single = PulseFinder(cfg, channel_names=CH).analyse(ev[1])
+    assert single is not None and single.decay_time_ns == (35 + 1 - (2 + 5) / 2) * 4
+    for events in (ev, np.ascontiguousarray(ev), _batch_structured(ev, [(c, "<f4") for c in CH])):
+        got = PulseFinder(cfg, channel_names=CH).analyse_batch(events)
+        assert got[1] is not None and got[1].record.tobytes() == single.record.tobytes()
