@@ -219,7 +219,7 @@ FAMILIES: Dict[str, Callable[[np.random.Generator], np.ndarray]] = {
     "ties": ties,
     "extreme values": extreme,
 }
-COUNT = {"plateaus": 1200, "edges": 1200, "close peaks": 1200, "noise only": 1200, "ties": 1200, "extreme values": 1200}
+COUNT = dict.fromkeys(FAMILIES, 2000)  # traces per family and run (fixed seeds), cycling through LAYOUTS
 
 
 def check_event(finder: PulseFinder, cfg: dict, values: np.ndarray, layout: str, what: str) -> None:
