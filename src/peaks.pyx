@@ -346,7 +346,7 @@ def scan(const double[::1] work, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t strid
         Out: candidate indices, compressed trace (``2 * ncand - 1`` values), local
         maxima among the candidates (work-array indices, ascending), their indices
         in ``z``, their values, and whether the distance selection keeps them.
-        ``cand`` and ``peaks`` as long as ``work``, ``z`` twice that.
+        ``cand`` as long as ``work``, ``z`` twice that, the others half.
     rowstart : intp (rows + 1)
         Out: the maxima of row ``r`` are ``peaks[rowstart[r]:rowstart[r + 1]]``.
     rowflag : int8 (rows)
@@ -373,8 +373,10 @@ def scan(const double[::1] work, Py_ssize_t rows, Py_ssize_t n, Py_ssize_t strid
         raise ValueError("scan: work or mins too small for the layout")
     if bmin.shape[0] < rows * nb or bmax.shape[0] < rows * nb or n < 1:
         raise ValueError("scan: bmin and bmax need blocks(n) entries per row, n >= 1")
-    if cand.shape[0] < work.shape[0] or peaks.shape[0] < work.shape[0] or z.shape[0] < 2 * work.shape[0]:
-        raise ValueError("scan: cand, peaks and z must be as long as work (z twice)")
+    if cand.shape[0] < work.shape[0] or z.shape[0] < 2 * work.shape[0]:
+        raise ValueError("scan: cand must be as long as work, z twice")
+    if peaks.shape[0] < (work.shape[0] + 1) // 2:  # local maxima are at least two samples apart
+        raise ValueError("scan: peaks must hold half the length of work")
     if zpeaks.shape[0] < peaks.shape[0] or heights.shape[0] < peaks.shape[0] or keep.shape[0] < peaks.shape[0]:
         raise ValueError("scan: zpeaks, heights and keep must be as long as peaks")
     if rowstart.shape[0] < rows + 1 or rowflag.shape[0] < rows:

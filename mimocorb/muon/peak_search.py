@@ -216,10 +216,11 @@ class PeakSearch:
             self._bmin, self._bmax = np.empty(cap * nb), np.empty(cap * nb)
             self._cand = np.empty(size, np.intp)
             self._z = np.empty(2 * size)
-            self._pk = np.empty(size, np.intp)
-            self._zpk = np.empty(size, np.intp)
-            self._h = np.empty(size)
-            self._keep = np.empty(size, np.uint8)
+            half = (size + 1) // 2  # local maxima are at least two samples apart
+            self._pk = np.empty(half, np.intp)
+            self._zpk = np.empty(half, np.intp)
+            self._h = np.empty(half)
+            self._keep = np.empty(half, np.uint8)
             self._rowstart = np.empty(cap + 1, np.intp)
             self._rowflag = np.empty(cap, np.int8)
             self.stride, self.n, self._cap = stride, n, cap
