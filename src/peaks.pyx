@@ -1,16 +1,20 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """mimocorb.muon._peaks -- the whole-trace passes of the exact peak search.
 
-The Python side (``mimocorb.muon.peak_search``) owns the layout and the rules; this
-module only runs loops over it. The work array holds ``rows`` traces of ``n`` float64
-samples, row ``r`` at ``1 + r * stride``; every other element is ``+inf`` (a
-separator: at least one before each row and ``stride - n`` after it).
+The Python side (``mimocorb.muon.peak_search``) owns the layout and the rules, and
+explains why the results are exact; this module only runs loops over the layout. The
+work array holds ``rows`` traces of ``n`` float64 samples, row ``r`` at
+``1 + r * stride``; every other element is ``+inf`` (a separator: one before the
+first row, ``stride - n`` after each row).
 
-- :func:`load_float32` / :func:`load_float64`: the traces ``(x - offset) * scaling``
-  of events of any strides into the rows, and each row's minimum.
+- :func:`load_float32` / :func:`load_float64` (or NumPy and :func:`row_stats`): the
+  traces ``(x - offset) * scaling`` of events of any strides into the rows, with each
+  row's minimum (NaN for a row holding NaN or infinities) and the minimum and maximum
+  of each block of 64 samples.
 - :func:`scan`: per row the candidate samples, the compressed trace, the local maxima
   among the candidates and SciPy's distance selection among them, or a flag that
   leaves the row (or its selection) to SciPy.
+- :func:`finish`: the prominence and width cuts of the selected maxima.
 - :func:`widths`: SciPy's ``_peak_widths`` loop, with the positions counted from the
   start of each peak's row.
 
