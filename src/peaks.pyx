@@ -258,15 +258,15 @@ cdef int _select(const Py_ssize_t *pk, const double *h, Py_ssize_t npk, Py_ssize
     ``dist`` (the ceiling of the distance). Maxima whose gaps are all >= ``dist``
     never interact, so each cluster of closer ones is ordered on its own. SciPy
     orders by ``np.argsort`` of all the row's maxima, whose order of equal heights
-    depends on the whole array; the outcome depends on that order only when two
-    maxima of equal height are closer than ``dist`` (otherwise neither can remove the
-    other, and each removes the same lower ones in any order). In that case, or for a
-    cluster of more than MAX_SELECT maxima, nothing is decided and 1 returned: the
-    caller then lets SciPy select on the whole row. Otherwise ``keep`` is set, 0
-    returned.
+    depends on the whole array. The outcome depends on that order only when, as a
+    height is reached, two maxima of that height are both still kept and closer than
+    ``dist``: otherwise none of them removes another, and each removes the same lower
+    ones in any order. In that case, or for a cluster of more than MAX_SELECT maxima,
+    nothing is decided and 1 returned: the caller then lets SciPy select on the whole
+    row. Otherwise ``keep`` is set, 0 returned.
     """
     cdef Py_ssize_t order[MAX_SELECT]
-    cdef Py_ssize_t a = 0, b, c, i, j, q
+    cdef Py_ssize_t a = 0, b, c, i, j, g, q
     while a < npk:
         b = a + 1
         while b < npk and pk[b] - pk[b - 1] < dist:
@@ -281,27 +281,38 @@ cdef int _select(const Py_ssize_t *pk, const double *h, Py_ssize_t npk, Py_ssize
                     order[j] = order[j - 1]
                     j -= 1
                 order[j] = i
-            for i in range(1, c):  # equal heights are neighbours in this order
-                j = i - 1
-                while j >= 0 and h[a + order[j]] == h[a + order[i]]:
-                    q = pk[a + order[i]] - pk[a + order[j]]
-                    if -dist < q < dist:
-                        return 1
-                    j -= 1
-            for i in range(c - 1, -1, -1):
-                j = a + order[i]
-                if not keep[j]:
-                    continue
-                q = j - 1
-                while q >= a and pk[j] - pk[q] < dist:
-                    keep[q] = 0
-                    q -= 1
-                q = j + 1
-                while q < b and pk[q] - pk[j] < dist:
-                    keep[q] = 0
-                    q += 1
+            i = c - 1
+            while i >= 0:
+                g = i  # order[g..i] (g <= i): the maxima of this height
+                while g > 0 and h[a + order[g - 1]] == h[a + order[i]]:
+                    g -= 1
+                for j in range(g, i + 1):  # two kept ones closer than dist: the order decides
+                    for q in range(j + 1, i + 1):
+                        if keep[a + order[j]] and keep[a + order[q]]:
+                            if -dist < pk[a + order[q]] - pk[a + order[j]] < dist:
+                                return 1
+                for j in range(g, i + 1):
+                    _remove_near(pk, keep, a + order[j], a, b, dist)
+                i = g - 1
         a = b
     return 0
+
+
+cdef inline void _remove_near(const Py_ssize_t *pk, unsigned char *keep, Py_ssize_t j, Py_ssize_t a,
+                              Py_ssize_t b, Py_ssize_t dist) noexcept nogil:
+    """SciPy's step for a kept peak ``j``: the others in ``[a, b)`` closer than ``dist``
+    are removed (a removed peak does nothing)."""
+    cdef Py_ssize_t q
+    if not keep[j]:
+        return
+    q = j - 1
+    while q >= a and pk[j] - pk[q] < dist:
+        keep[q] = 0
+        q -= 1
+    q = j + 1
+    while q < b and pk[q] - pk[j] < dist:
+        keep[q] = 0
+        q += 1
 
 
 def select_by_distance(const Py_ssize_t[::1] peaks, const double[::1] heights, Py_ssize_t dist,

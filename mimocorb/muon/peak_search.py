@@ -310,8 +310,9 @@ class PeakSearch:
         for r in special:
             if flags[r] == ROW_SELECT:  # a tie within the distance: SciPy's own order decides
                 a, b = self._rowstart[r], self._rowstart[r + 1]
-                kept = find_peaks(self.traces[r], distance=self.distance)[0] + self.origin(r)
-                self._keep[a:b] = np.isin(self._pk[a:b], kept)
+                kept = np.zeros(self.n, bool)
+                kept[find_peaks(self.traces[r], distance=self.distance)[0]] = True
+                self._keep[a:b] = kept[self._pk[a:b] - self.origin(r)]
         keep = self._keep[:npk].view(bool)
         peaks, zpeaks = self._pk[:npk][keep], self._zpk[:npk][keep]
         prom, zlb, zrb = _peak_prominences(self._z[: 2 * nc - 1], zpeaks, -1)
