@@ -207,6 +207,7 @@ class PulseFinder:
 
     @property
     def use_compiled(self) -> bool:
+        """Whether the compiled kernel does the work (see the class notes)."""
         return self._search.compiled
 
     @use_compiled.setter
@@ -247,7 +248,8 @@ class PulseFinder:
         if data.ndim != ndim:
             what = "event must be 1-D (samples)" if ndim == 1 else "events must be 2-D (events, samples)"
             raise ValueError(f"PulseFinder: a structured {what}, got shape {data.shape}")
-        if self._fields is None or data.dtype is not self._fields.dtype:
+        known = self._fields is not None and (data.dtype is self._fields.dtype or data.dtype == self._fields.dtype)
+        if not known:
             names = data.dtype.names
             if not self._explicit_channels and tuple(self.channel_names) != tuple(names):
                 self._set_channels(list(names))
