@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BufferSnapshot:
-    """One buffer at one moment."""
+    """One buffer at one moment (``groups``: per reader group, from ``NewBuffer.stats()``)."""
 
     name: str
     events: int
@@ -23,6 +23,8 @@ class BufferSnapshot:
     rate: float
     deadtime: float
     lost: int = 0
+    abandoned: int = 0
+    groups: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -57,12 +59,11 @@ class RunStatus:
         return d
 
 
-def read_buffer(name: str, buf: Any) -> BufferSnapshot:
-    """Raw counters of a ``NewBuffer`` from its ``stats()``; ``deadtime`` is the cumulative sum here.
+def read_buffer(name: str, s: dict) -> BufferSnapshot:
+    """Raw counters of a buffer from its ``NewBuffer.stats()`` ``s``; ``deadtime`` is the cumulative sum here.
 
     The run control turns consecutive snapshots into rates and mean dead times.
     """
-    s = buf.stats()
     if "deadtime_sum" in s:
         dead = float(s["deadtime_sum"])
     else:  # a buffer giving the mean since the last call
@@ -71,10 +72,15 @@ def read_buffer(name: str, buf: Any) -> BufferSnapshot:
         name,
         int(s.get("published", 0)),
         int(s.get("filled", 0)),
-        int(s.get("slots", buf.number_of_slots)),
+        int(s.get("slots", 0)),
         float(s.get("rate", 0.0)),
         dead,
         int(s.get("lost", 0)),
+        int(s.get("abandoned_by_writers", 0)),
+        [
+            {k: g[k] for k in ("group", "state", "consumed", "pending", "lost", "lost_total") if k in g}
+            for g in s.get("groups", ())
+        ],
     )
 
 
@@ -156,14 +162,25 @@ class BufferTotals:
         for b in snaps:
             self.last[b.name] = b
 
-    def summary(self, active_time: float) -> dict[str, dict[str, Any]]:
+    def summary(
+        self, active_time: float, consumers: Optional[dict[tuple[str, int], dict]] = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per buffer: events, rates, losses, and per reader group what it consumed and lost.
+
+        ``consumers`` maps (buffer, group) to what the run knows of the group (its
+        function, workers, whether it was retired); it is merged into each group.
+        For every group ``consumed + lost_total + pending == events + abandoned``.
+        """
+        consumers = consumers or {}
         return {
             name: {
                 "events": b.events,
                 "mean_rate_hz": b.events / active_time if active_time > 0 else 0.0,
                 "mean_deadtime": b.deadtime / b.events if b.events else 0.0,
                 "lost": b.lost,
+                "abandoned": b.abandoned,
                 "slots": b.slots,
+                "groups": [{**g, **consumers.get((name, g["group"]), {})} for g in b.groups],
             }
             for name, b in self.last.items()
         }
@@ -181,6 +198,14 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  {name:<10} {b['events']:>10} events  {b['mean_rate_hz']:10.1f} Hz  "
             f"dead time {100 * b['mean_deadtime']:5.1f}%  lost {b['lost']}"
         )
+        for g in b.get("groups", ()):
+            if g.get("lost_total") or g.get("retired"):
+                causes = ", ".join(f"{k} {v}" for k, v in g.get("lost", {}).items() if v)
+                who = g.get("function", f"group {g['group']}")
+                note = " (ended early: its group was retired)" if g.get("retired") else ""
+                lines.append(f"    {who}: consumed {g.get('consumed', 0)}, lost {g['lost_total']} ({causes}){note}")
+    for f in summary.get("files", ()):
+        lines.append(f"  file        {f['path']} ({f['events']} events of {f['buffer']})")
     failed = [w for w in summary.get("workers", []) if w.get("failed")]
     ok = len(summary.get("workers", [])) - len(failed)
     lines.append(f"  workers     {ok} ended cleanly, {len(failed)} failed")
