@@ -67,8 +67,9 @@ from mimocorb.daq.worker import WorkerInfo, worker_main
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-#: Bound of every wait still running after a second Ctrl-C.
-HURRY_WAIT = 1.0
+#: After a buffer is shut down, its workers get at least this long to end (a blocked call raises
+#: SystemExit at once); after a second Ctrl-C it is also the bound of every wait still running.
+REACTION_TIME = 1.0
 #: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
 HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
@@ -595,7 +596,7 @@ class RunControl:
 
     # --------------------------------------------------------------- shutdown
     def _stage_deadline(self) -> float:
-        return time.monotonic() + (HURRY_WAIT if self._hurry else self.shutdown_timeout)
+        return time.monotonic() + (REACTION_TIME if self._hurry else self.shutdown_timeout)
 
     def _on_signal(self, w: Worker, how: str) -> None:
         """Just before a late worker gets SIGTERM or SIGKILL: record what it holds, tell the operator."""
@@ -640,9 +641,7 @@ class RunControl:
                     or (not w.reads + w.observes and w.writes and set(w.writes) <= shut)
                 )
             ]
-            end_workers(
-                due, deadline if not self._hurry else min(deadline, time.monotonic() + HURRY_WAIT), cut, self._on_signal
-            )
+            end_workers(due, max(deadline, time.monotonic() + REACTION_TIME), cut, self._on_signal)
         # workers without buffers never see the end of the run: SIGTERM is their end-of-run signal
         end_workers([w for w in self.workers if not w.joined], time.monotonic(), cut, self._on_signal)
 

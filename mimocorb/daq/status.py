@@ -24,6 +24,7 @@ class BufferSnapshot:
     deadtime: float
     lost: int = 0
     abandoned: int = 0
+    voided: int = 0
     groups: list[dict] = field(default_factory=list)
 
 
@@ -77,6 +78,7 @@ def read_buffer(name: str, s: dict) -> BufferSnapshot:
         dead,
         int(s.get("lost", 0)),
         int(s.get("abandoned_by_writers", 0)),
+        int(s.get("voided", 0)),
         [
             {k: g[k] for k in ("group", "state", "consumed", "pending", "lost", "lost_total") if k in g}
             for g in s.get("groups", ())
@@ -169,7 +171,8 @@ class BufferTotals:
 
         ``consumers`` maps (buffer, group) to what the run knows of the group (its
         function, workers, whether it was retired); it is merged into each group.
-        For every group ``consumed + lost_total + pending == events + abandoned``.
+        For every group ``consumed + lost_total + pending == events + abandoned + voided`` (claims
+        given back unfilled by a writer that was stopped while waiting count as passed by a group).
         """
         consumers = consumers or {}
         return {
@@ -179,6 +182,7 @@ class BufferTotals:
                 "mean_deadtime": b.deadtime / b.events if b.events else 0.0,
                 "lost": b.lost,
                 "abandoned": b.abandoned,
+                "voided": b.voided,
                 "slots": b.slots,
                 "groups": [{**g, **consumers.get((name, g["group"]), {})} for g in b.groups],
             }
