@@ -1,30 +1,24 @@
-"""The worker processes of a run as the run control sees them, and how they are ended.
-
-At the end of a run every wait is bounded and runs for all the processes of a stage at
-once, never one process after the other: :func:`end_workers` waits until the stage's
-deadline (or until the operator cuts the wait short), then asks every late process to
-finish at the same moment (SIGTERM, which a worker turns into ``SystemExit``, see
-:mod:`mimocorb.daq.worker`), gives them one common grace period, and kills
-(SIGKILL) those still there. Before each signal the run control records what the
-process holds in the ring buffers, so the summary can name it.
+"""The worker processes of a run as the run control sees them: how they are made and
+started, the handle of each process, how it ended, and what it held in the ring buffers
+when it had to be ended (for the summary). How they are ended is in
+:mod:`mimocorb.daq.shutdown`; what runs inside them in :mod:`mimocorb.daq.worker`.
 """
 
 from __future__ import annotations
 
 import logging
-import multiprocessing.connection
-import time
+import os
+import signal
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-from mimocorb.daq.setup_file import FunctionSpec
-from mimocorb.daq.worker import EXIT_TERMINATED
+from mimocorb.daq.setup_file import DAQSetup, FunctionSpec
+from mimocorb.daq.worker import EXIT_TERMINATED, WorkerInfo, worker_main
 
 logger = logging.getLogger(__name__)
 
-#: Seconds a worker has to finish after SIGTERM before it is killed.
-TERM_GRACE = 3.0
-_POLL = 0.1
+#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
+HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
 #: How the run control ended a worker (``Worker.ended_by``).
 ASKED, TIMED_OUT, KILLED = "asked to finish", "timed out", "killed"
@@ -49,6 +43,7 @@ class Worker:
     joined: bool = False
     noticed: bool = False
     ended_by: str = ""
+    late: str = ""  # why it was asked to finish: "within 10 s after its input ended", ...
     held: list[dict] = field(default_factory=list)
     error: Optional[str] = None
 
@@ -69,16 +64,16 @@ class Worker:
     def failed(self) -> bool:
         return self.error is not None
 
-    def judge(self, traceback_text: Optional[str], timeout: float) -> None:
+    def judge(self, traceback_text: Optional[str]) -> None:
         """Set ``error`` from how the process ended (call once it has ended)."""
         code = self.process.exitcode if self.started else 0
         held = describe_held(self.held)
         if traceback_text is not None:
             self.error = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else "failed"
         elif self.ended_by == KILLED:
-            self.error = f"did not end within {timeout:g} s, ignored the request to finish: killed{held}"
+            self.error = f"did not end {self.late or 'when asked'}, ignored the request to finish: killed{held}"
         elif self.ended_by == TIMED_OUT:
-            self.error = f"did not end within {timeout:g} s after its input ended: asked to finish (SIGTERM){held}"
+            self.error = f"did not end {self.late}: asked to finish (SIGTERM){held}"
         elif code == EXIT_TERMINATED and self.ended_by == ASKED:
             self.error = None  # a worker without buffers, ended as planned
         elif code not in (0, None):
@@ -96,58 +91,67 @@ def describe_held(held: Sequence[dict]) -> str:
     return f" (held {', '.join(parts)})" if parts else ""
 
 
-def holdings(pid: Optional[int], stats: dict[str, dict]) -> list[dict]:
-    """What process ``pid`` holds in each buffer, from the buffers' ``stats()``."""
-    out = []
-    for name, s in stats.items():
-        for p in s.get("processes", ()):
-            if p["pid"] == pid and p["holds"]:
-                out.append({"buffer": name, "role": p["role"], "group": p["group"], "events": p["holds"]})
-    return out
+def make_workers(
+    ctx: Any, setup: DAQSetup, buffers: dict[str, Any], prefix: str, log_queue: Any, log_level: int
+) -> list[Worker]:
+    """One (not yet started) process per worker of each function, with its setup dicts and config.
+
+    The processes of one function share its setup dicts, so they share its reader groups;
+    each gets its :class:`~mimocorb.daq.worker.WorkerInfo` (name, index, count)."""
+    workers = []
+    search = [str(setup.directory)]
+    for f in setup.functions:
+        reads, writes, observes = f.buffers("read"), f.buffers("write"), f.buffers("observe")
+        source_list = [buffers[b].new_reader_group() for b in reads] or None
+        sink_list = [buffers[b].new_writer() for b in writes] or None
+        observe_list = [buffers[b].new_observer() for b in observes] or None
+        groups = {b: d["group"] for b, d in zip(reads, source_list or [])}
+        config = dict(f.config)
+        config["directory_prefix"] = prefix
+        for i in range(f.num_process):
+            name = f.fkt_name if f.num_process == 1 else f"{f.fkt_name}-{i + 1}"
+            info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
+            args = (
+                info,
+                str(f.module_path),
+                search,
+                source_list,
+                sink_list,
+                observe_list,
+                config,
+                dict(f.rb_assign),
+                log_queue,
+                log_level,
+            )
+            p = ctx.Process(target=worker_main, name=name, args=args)
+            workers.append(Worker(name, f, p, reads, writes, observes, groups))
+    return workers
 
 
-def wait_ended(processes: Sequence[Any], deadline: float, cut: Callable[[], bool] = lambda: False) -> None:
-    """Wait until every process has ended, the monotonic ``deadline`` passes or ``cut()`` is true."""
-    while True:
-        alive = [p for p in processes if p.pid is not None and p.is_alive()]
-        left = deadline - time.monotonic()
-        if not alive or left <= 0 or cut():
-            return
-        multiprocessing.connection.wait([p.sentinel for p in alive], timeout=min(_POLL, left))
+def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -> None:
+    """Start the workers: consumers of the last buffers first, the sources last.
+
+    SIGINT and SIGTERM are blocked while they start, so each worker gets them only once
+    it has set its own handlers (:func:`~mimocorb.daq.worker.worker_main`)."""
+    pos = {b: i for i, b in enumerate(order)}
+
+    def rank(w: Worker) -> int:
+        return max((pos[b] for b in w.reads + w.observes), default=-1)
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    env_before = os.environ.get(HEADLESS_ENV)
+    if headless:  # inherited by fork and spawn alike; restored below
+        os.environ[HEADLESS_ENV] = "1"
+    try:
+        for w in sorted(workers, key=rank, reverse=True):
+            w.process.start()
+            logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+    finally:
+        if env_before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = env_before
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def end_workers(
-    workers: Sequence[Worker],
-    deadline: float,
-    cut: Callable[[], bool],
-    on_signal: Callable[[Worker, str], None],
-    grace: float = TERM_GRACE,
-) -> None:
-    """End ``workers`` together: wait until ``deadline`` (or ``cut()``), then SIGTERM, then SIGKILL.
-
-    ``on_signal(worker, how)`` is called just before a worker is signalled (``how`` is
-    :data:`ASKED` or :data:`TIMED_OUT` before SIGTERM, :data:`KILLED` before SIGKILL), so
-    the caller can record what it holds and tell the operator. The grace after SIGTERM
-    is not cut short: it is the time a worker gets to close its files.
-    """
-    started = [w for w in workers if w.started and not w.joined]
-    wait_ended([w.process for w in started], deadline, cut)
-    late = [w for w in started if w.process.is_alive()]
-    for w in late:
-        on_signal(w, TIMED_OUT if w.uses_buffers else ASKED)
-    for w in late:
-        w.process.terminate()
-    wait_ended([w.process for w in late], time.monotonic() + grace)
-    stuck = [w for w in late if w.process.is_alive()]
-    for w in stuck:
-        on_signal(w, KILLED)
-        w.process.kill()
-    wait_ended([w.process for w in stuck], time.monotonic() + grace)
-    for w in started:
-        w.process.join(0.1)
-        if w.process.is_alive():  # pragma: no cover - SIGKILL cannot be ignored
-            logger.error("worker %s (pid %d) is still there after SIGKILL", w.name, w.process.pid)
-        w.joined = True
-
-
-__all__ = ["Worker", "end_workers", "wait_ended", "holdings", "describe_held", "ASKED", "TIMED_OUT", "KILLED"]
+__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED", "HEADLESS_ENV"]

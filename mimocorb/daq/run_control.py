@@ -35,11 +35,9 @@ window in the main process can drive a run that :meth:`~RunControl.run` executes
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import multiprocessing
-import os
 import signal
 import sys
 import threading
@@ -48,30 +46,24 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
-from mimocorb.daq.processes import KILLED, TIMED_OUT, Worker, describe_held, end_workers, holdings
+from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
 from mimocorb.daq.setup_file import DAQSetup, SetupError, load_setup, output_directory_problem
+from mimocorb.daq.shutdown import StagedEnd
 from mimocorb.daq.status import (
     BufferSnapshot,
-    BufferTotals,
+    BufferWatch,
     RunStatus,
     StatsRecorder,
     WorkerState,
     format_status,
     format_summary,
-    read_buffer,
 )
-from mimocorb.daq.worker import WorkerInfo, worker_main
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-#: After a buffer is shut down, its workers get at least this long to end (a blocked call raises
-#: SystemExit at once); after a second Ctrl-C it is also the bound of every wait still running.
-REACTION_TIME = 1.0
-#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
-HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
 
 def flow_order(setup: DAQSetup) -> list[str]:
@@ -189,17 +181,15 @@ class RunControl:
         self._setup_failed = False
         self._run_log: Optional[RunLog] = None
         self._stats: Optional[StatsRecorder] = None
-        self._totals = BufferTotals()
+        self._watch = BufferWatch(self.buffers, self.order)
         self._status = RunStatus("init", 0.0, 0.0)
         self._t_start = 0.0
         self._t_stop: Optional[float] = None
         self._wall_start = 0.0
         self._paused_total = 0.0
         self._pause_start: Optional[float] = None
-        self._window: dict[str, tuple[int, float, float]] = {}
-        self._event_limit: Optional[int] = None
+        self._claim_limits: dict[str, int] = {}  # buffer -> the event limit the run control set
         self._retired: dict[tuple[str, int], str] = {}  # (buffer, group) -> the function that ended
-        self._last_held: dict[int, list[dict]] = {}  # pid -> what it held at the last status read
         self._shut_down = False
 
     # ------------------------------------------------------------------ set-up
@@ -252,33 +242,9 @@ class RunControl:
             self._run_log.note(logging.WARNING, w)
         for b in s.buffers:
             self.buffers[b.name] = NewBuffer(b.number_of_slots, b.values_per_slot, b.dtype, name=b.name)
-        search = [str(s.directory)]
-        for f in s.functions:
-            reads, writes, observes = f.buffers("read"), f.buffers("write"), f.buffers("observe")
-            source_list = [self.buffers[b].new_reader_group() for b in reads] or None
-            sink_list = [self.buffers[b].new_writer() for b in writes] or None
-            observe_list = [self.buffers[b].new_observer() for b in observes] or None
-            groups = {b: d["group"] for b, d in zip(reads, source_list or [])}
-            config = dict(f.config)
-            config["directory_prefix"] = self.run_folder.prefix
-            for i in range(f.num_process):
-                info = WorkerInfo(
-                    f.fkt_name if f.num_process == 1 else f"{f.fkt_name}-{i + 1}", f.fkt_name, i + 1, f.num_process
-                )
-                args = (
-                    info,
-                    str(f.module_path),
-                    search,
-                    source_list,
-                    sink_list,
-                    observe_list,
-                    config,
-                    dict(f.rb_assign),
-                    self._run_log.queue,
-                    self._run_log.level,
-                )
-                p = self.ctx.Process(target=worker_main, name=info.name, args=args)
-                self.workers.append(Worker(info.name, f, p, reads, writes, observes, groups))
+        self.workers.extend(
+            make_workers(self.ctx, s, self.buffers, self.run_folder.prefix, self._run_log.queue, self._run_log.level)
+        )
         self._stats = StatsRecorder(self.run_folder.stats_file)
         self.state = "ready"
         self._status = RunStatus("ready", 0.0, 0.0, workers=self._worker_states())
@@ -443,58 +409,22 @@ class RunControl:
 
     def _limit_claims(self, name: str, n: int) -> None:
         """Let the writers of ``name`` claim no slot past the n-th (never raising a lower limit)."""
-        n = n if self._event_limit is None else min(n, self._event_limit)
-        if n >= 1 and n != self._event_limit:
+        n = min(n, self._claim_limits.get(name, n))
+        if n >= 1 and n != self._claim_limits.get(name):
             self.buffers[name].set_event_limit(n)
-            self._event_limit = n if name == self.source_buffers[0] else self._event_limit
+            self._claim_limits[name] = n
 
     def _start_workers(self) -> None:
-        pos = {b: i for i, b in enumerate(self.order)}
-
-        def rank(w: Worker) -> int:  # consumers of the last buffers first, the sources last
-            inputs = w.reads + w.observes
-            return max((pos[b] for b in inputs), default=-1)
-
-        # children start with both blocked until their own handlers are set (see worker_main)
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-        env_before = os.environ.get(HEADLESS_ENV)
-        if self.headless:  # inherited by fork and spawn alike; restored below
-            os.environ[HEADLESS_ENV] = "1"
         try:
-            for w in sorted(self.workers, key=rank, reverse=True):
-                w.process.start()
-                logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+            start_workers(self.workers, self.order, self.headless)
         finally:
-            if env_before is None:
-                os.environ.pop(HEADLESS_ENV, None)
-            else:
-                os.environ[HEADLESS_ENV] = env_before
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-            self._run_log.start()
+            self._run_log.start()  # after the forks: no thread is running while a worker is forked
         self._t_start = time.monotonic()
         with self._lock:
             self.state = "running"
         self.console.message(f"{len(self.workers)} workers started {time.strftime('%Y-%m-%d %H:%M:%S')}", level=1)
 
     # ----------------------------------------------------------------- status
-    def _buffer_stats(self) -> dict[str, dict]:
-        out = {}
-        for name in self.order:
-            try:
-                out[name] = self.buffers[name].stats()
-            except Exception as exc:  # noqa: BLE001 - a status read must never end the run
-                logger.debug("status of %s failed: %s", name, exc)
-        return out
-
-    def _snapshot(self) -> list[BufferSnapshot]:
-        stats = self._buffer_stats()
-        pids = {p["pid"] for s in stats.values() for p in s.get("processes", ())}
-        # a worker that dies is named with what it held when last seen
-        self._last_held.update({pid: holdings(pid, stats) for pid in pids})
-        snaps = [read_buffer(name, s) for name, s in stats.items()]
-        self._totals.add(snaps)
-        return snaps
-
     def _worker_states(self) -> list[WorkerState]:
         return [
             WorkerState(w.name, w.spec.fkt_name, w.process.pid, w.process.is_alive(), w.process.exitcode)
@@ -507,9 +437,12 @@ class RunControl:
             if code is None or w.noticed:
                 continue
             w.noticed = True
-            if code != 0:
-                what = f"exit code {code}" if code > 0 else f"signal {-code}"
-                self._announce(f"worker {w.name} failed ({what}); traceback in {self.run_folder.log_file}")
+            if code > 0:
+                self._announce(f"worker {w.name} failed (exit code {code}); traceback in {self.run_folder.log_file}")
+                self.stop(f"worker {w.name} failed")
+            elif code < 0:
+                held = describe_held(self._watch.last_held.get(w.process.pid, []))
+                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
                 self.stop(f"worker {w.name} failed")
             else:
                 logger.info("worker %s ended", w.name)
@@ -550,7 +483,7 @@ class RunControl:
         last = {}
         while not self._stop_requested:
             self._check_workers()
-            snaps = self._snapshot()
+            snaps = self._watch.snapshot()
             now = time.monotonic()
             for b in snaps:
                 last[b.name] = b
@@ -571,14 +504,7 @@ class RunControl:
 
     def _publish_status(self, snaps: list[BufferSnapshot], show: bool = True) -> None:
         """Status over the last interval: rates from event counts, dead time event-weighted."""
-        out = []
-        now = time.monotonic()
-        for b in snaps:
-            events0, dead0, t0 = self._window.get(b.name, (0, 0.0, self._t_start))
-            rate = (b.events - events0) / (now - t0) if now > t0 else 0.0
-            dead = (b.deadtime - dead0) / (b.events - events0) if b.events > events0 else 0.0
-            self._window[b.name] = (b.events, b.deadtime, now)
-            out.append(dataclasses.replace(b, rate=rate, deadtime=dead))
+        out = self._watch.rates(snaps, self._t_start)
         with self._lock:
             st = RunStatus(
                 self.state,
@@ -595,59 +521,6 @@ class RunControl:
             self._stats.record(st)
 
     # --------------------------------------------------------------- shutdown
-    def _stage_deadline(self) -> float:
-        return time.monotonic() + (REACTION_TIME if self._hurry else self.shutdown_timeout)
-
-    def _on_signal(self, w: Worker, how: str) -> None:
-        """Just before a late worker gets SIGTERM or SIGKILL: record what it holds, tell the operator."""
-        w.ended_by = how
-        w.held = holdings(w.process.pid, self._buffer_stats())
-        if how == TIMED_OUT:
-            self._announce(
-                f"worker {w.name} did not end within {self.shutdown_timeout:g} s after its input ended: "
-                f"asking it to finish (SIGTERM){describe_held(w.held)}"
-            )
-        elif how == KILLED:
-            self._announce(f"worker {w.name} ignored the request to finish: killing it{describe_held(w.held)}")
-        else:
-            logger.info("asking worker %s (it uses no buffer) to finish", w.name)
-
-    def _end_stages(self) -> None:
-        """The buffers in data-flow order, each a stage with one deadline (see the module notes)."""
-        cut = lambda: self._hurry  # noqa: E731 - polled by every wait of a stage
-        shut: set[str] = set()
-        for name in self.order:
-            buf = self.buffers.get(name)
-            if buf is None:
-                continue
-            deadline = self._stage_deadline()
-            logger.info("shutting down %s", name)
-            try:
-                claimed = buf.stats().get("claimed", 0)
-                if claimed:  # no new claims; a writer waiting for space with a claimed slot still publishes it
-                    self._limit_claims(name, claimed)
-                    while time.monotonic() < deadline and not self._hurry and self._writers_hold(name):
-                        time.sleep(0.02)
-                buf.shutdown(timeout=max(0.0, deadline - time.monotonic()), cancel=cut)
-            except Exception as exc:  # noqa: BLE001 - go on with the others
-                logger.error("shutdown of %s failed: %s", name, exc)
-            shut.add(name)
-            due = [
-                w
-                for w in self.workers
-                if not w.joined
-                and (
-                    (w.reads + w.observes and set(w.reads + w.observes) <= shut)
-                    or (not w.reads + w.observes and w.writes and set(w.writes) <= shut)
-                )
-            ]
-            end_workers(due, max(deadline, time.monotonic() + REACTION_TIME), cut, self._on_signal)
-        # workers without buffers never see the end of the run: SIGTERM is their end-of-run signal
-        end_workers([w for w in self.workers if not w.joined], time.monotonic(), cut, self._on_signal)
-
-    def _writers_hold(self, name: str) -> bool:
-        return any(p["holds"] for p in self.buffers[name].stats().get("processes", ()) if p["role"] == "writer")
-
     def _shutdown(self) -> None:
         if self._shut_down:
             return
@@ -659,12 +532,21 @@ class RunControl:
             if self.state != "init":
                 self.state = "stopping"
         if any(w.started for w in self.workers):
-            self._end_stages()
+            hurried = lambda: self._hurry  # noqa: E731 - set by a second Ctrl-C
+            StagedEnd(
+                self.order,
+                self.workers,
+                self._watch,
+                self.shutdown_timeout,
+                hurried,
+                self._limit_claims,
+                self._announce,
+            ).run()
         for w in self.workers:
-            if not w.held and w.process.exitcode not in (0, None):
-                w.held = self._last_held.get(w.process.pid, [])
-            w.judge(self.failures.get(w.name), self.shutdown_timeout)
-        final = self._snapshot() if self.buffers else []
+            if not w.held and w.process.exitcode not in (0, None):  # died: what it held when last seen
+                w.held = self._watch.last_held.get(w.process.pid, [])
+            w.judge(self.failures.get(w.name))
+        final = self._watch.snapshot() if self.buffers else []
         self._close_buffers()
         with self._lock:
             self.state = "ended"
@@ -710,7 +592,7 @@ class RunControl:
             "paused_s": round(self._paused_total, 3),
             "stop_reason": self.stop_reason,
             "start_method": self.ctx.get_start_method(),
-            "buffers": self._totals.summary(active, consumers),
+            "buffers": self._watch.totals.summary(active, consumers),
             "files": sorted(self.files, key=lambda f: f["path"]),
             "workers": [
                 {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -84,6 +85,67 @@ def read_buffer(name: str, s: dict) -> BufferSnapshot:
             for g in s.get("groups", ())
         ],
     )
+
+
+def holdings(pid: Optional[int], stats: dict[str, dict]) -> list[dict]:
+    """What process ``pid`` holds in each buffer (``[{buffer, role, group, events}]``), from their ``stats()``."""
+    out = []
+    for name, s in stats.items():
+        for p in s.get("processes", ()):
+            if p["pid"] == pid and p["holds"]:
+                out.append({"buffer": name, "role": p["role"], "group": p["group"], "events": p["holds"]})
+    return out
+
+
+class BufferWatch:
+    """The run control's reads of its buffers.
+
+    Raw snapshots (:meth:`snapshot`), rates and dead times over the interval since the
+    previous status (:meth:`rates`), the totals for the summary, and what each attached
+    process held when last seen (``last_held``: a worker that dies is named with it).
+    """
+
+    def __init__(self, buffers: dict[str, Any], order: list[str]):
+        self.buffers = buffers
+        self.order = order
+        self.totals = BufferTotals()
+        self.last_held: dict[int, list[dict]] = {}
+        self._window: dict[str, tuple[int, float, float]] = {}
+
+    def stats(self) -> dict[str, dict]:
+        """``stats()`` of every buffer still open, in data-flow order."""
+        out = {}
+        for name in self.order:
+            if name not in self.buffers:
+                continue
+            try:
+                out[name] = self.buffers[name].stats()
+            except Exception as exc:  # noqa: BLE001 - a status read must never end the run
+                logger.debug("status of %s failed: %s", name, exc)
+        return out
+
+    def holdings(self, pid: Optional[int]) -> list[dict]:
+        return holdings(pid, self.stats())
+
+    def snapshot(self) -> list[BufferSnapshot]:
+        stats = self.stats()
+        pids = {p["pid"] for s in stats.values() for p in s.get("processes", ())}
+        self.last_held.update({pid: holdings(pid, stats) for pid in pids})
+        snaps = [read_buffer(name, s) for name, s in stats.items()]
+        self.totals.add(snaps)
+        return snaps
+
+    def rates(self, snaps: list[BufferSnapshot], t_start: float) -> list[BufferSnapshot]:
+        """The snapshots with rate and dead time over the interval since the previous call (event-weighted)."""
+        out = []
+        now = time.monotonic()
+        for b in snaps:
+            events0, dead0, t0 = self._window.get(b.name, (0, 0.0, t_start))
+            rate = (b.events - events0) / (now - t0) if now > t0 else 0.0
+            dead = (b.deadtime - dead0) / (b.events - events0) if b.events > events0 else 0.0
+            self._window[b.name] = (b.events, b.deadtime, now)
+            out.append(dataclasses.replace(b, rate=rate, deadtime=dead))
+        return out
 
 
 def _rate(r: float) -> str:
