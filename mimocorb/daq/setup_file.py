@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
 
 from mimocorb import _ringbuf
 from mimocorb.daq.user_code import IMPORT_TIMEOUT, module_file
 from mimocorb.daq.user_code import check_functions as _check_functions
+from mimocorb.daq.yaml_file import read_yaml
 from mimocorb.mimo_buffer import METADATA_DTYPE, _as_dtype
 
 logger = logging.getLogger(__name__)
@@ -274,67 +274,6 @@ def _parse_dtype(chk: _Checker, where: str, v: Any) -> Any:
     return out if ok else None
 
 
-class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, where: str, first: int, second: int):
-        super().__init__(
-            f"{where}: appears twice in one mapping (lines {first} and {second}); YAML would keep "
-            f"only the last one, so this is refused"
-        )
-        self.where = where
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """A SafeLoader that refuses a key given twice in one mapping, naming its key path.
-
-    The composer passes each node its parent and its index (the key node in a mapping,
-    the position in a list); the loader keeps that path while composing.
-    """
-
-    def __init__(self, stream: Any):
-        super().__init__(stream)
-        self._path: list[Any] = []
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        step = index.value if isinstance(index, yaml.ScalarNode) else index if isinstance(index, int) else None
-        if step is not None:
-            self._path.append(step)
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            if step is not None:
-                self._path.pop()
-
-    def compose_mapping_node(self, anchor: Any) -> Any:
-        node = super().compose_mapping_node(anchor)
-        seen: dict[tuple, Any] = {}
-        for key, _ in node.value:
-            if not isinstance(key, yaml.ScalarNode):
-                continue
-            k = (key.tag, key.value)  # 1 and '1' are different keys
-            if k in seen:
-                where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in [*self._path, key.value])
-                raise _DuplicateKey(where.lstrip("."), seen[k].start_mark.line + 1, key.start_mark.line + 1)
-            seen[k] = key
-        return node
-
-
-def _read_yaml(path: Path) -> tuple[Any, Optional[str]]:
-    """(data, None), or (None, the problem) for a file that is missing or not valid UTF-8 YAML."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.load(f, Loader=_StrictLoader), None
-    except FileNotFoundError:
-        return None, "not found"
-    except UnicodeDecodeError as exc:
-        return None, f"not UTF-8 text ({exc.reason}: byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
-    except _DuplicateKey as exc:
-        return None, str(exc)
-    except yaml.YAMLError as exc:
-        return None, f"not valid YAML: {exc}"
-    except OSError as exc:
-        return None, f"cannot be read: {exc}"
-
-
 def output_directory_problem(path: Path) -> Optional[str]:
     """Why no run folder can be made inside ``path`` (None: one can)."""
     for p in [Path(path), *Path(path).parents]:
@@ -397,7 +336,7 @@ def _check_capacity(chk: _Checker, buffers: list[tuple[str, BufferSpec]], functi
 
 
 def _load_yaml_mapping(chk: _Checker, where: str, path: Path) -> Optional[dict]:
-    data, problem = _read_yaml(path)
+    data, problem = read_yaml(path)
     if problem == "not found":
         chk.error(where, f"config file not found: {path}")
         return None
@@ -439,7 +378,7 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
     """
     path = Path(path)
     chk = _Checker(str(path))
-    raw, problem = _read_yaml(path)
+    raw, problem = read_yaml(path)
     if problem == "not found":
         raise SetupError([f"{path}: setup file not found"])
     if problem is not None:
