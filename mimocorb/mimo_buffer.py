@@ -271,12 +271,13 @@ class NewBuffer:
         self._lock = threading.Lock()
         # close() and shutdown() may be called from different threads (a control window,
         # a signal): close() must not unmap the segment while a shutdown() still polls it.
-        # The condition guards _closing and _users (calls now using the segment: shutdown,
-        # stats, buffer_status); close() cuts a running shutdown wait (it polls every
-        # <= 20 ms) and unmaps only after every user has left.
-        self._lifecycle = threading.Condition(threading.Lock())
+        # The condition guards _closing and _users (thread -> calls now using the segment:
+        # shutdown, stats, buffer_status); close() cuts a running shutdown wait (it polls
+        # every <= 20 ms) and unmaps only after the other threads' calls have left. Reentrant:
+        # close() from a signal handler may interrupt a call of its own thread.
+        self._lifecycle = threading.Condition(threading.RLock())
         self._closing = False
-        self._users = 0
+        self._users: dict[int, int] = {}
         self._t_last = time.time()
         self._n_last = 0
         self._dt_last = 0.0
@@ -412,15 +413,19 @@ class NewBuffer:
 
     def _enter(self) -> bool:
         """Register a call that uses the segment; False once the buffer is closed or closing."""
+        me = threading.get_ident()
         with self._lifecycle:
             if self._closed or self._closing:
                 return False
-            self._users += 1
+            self._users[me] = self._users.get(me, 0) + 1
             return True
 
     def _leave(self) -> None:
+        me = threading.get_ident()
         with self._lifecycle:
-            self._users -= 1
+            self._users[me] -= 1
+            if not self._users[me]:
+                del self._users[me]
             self._lifecycle.notify_all()
 
     def _pending_summary(self) -> str:
@@ -450,7 +455,8 @@ class NewBuffer:
             self._closing = True
             # a shutdown() in another thread leaves its loop within one poll (<= 20 ms);
             # the bound only guards against a caller stuck elsewhere
-            self._lifecycle.wait_for(lambda: self._users == 0, timeout=5.0)
+            me = threading.get_ident()
+            self._lifecycle.wait_for(lambda: not set(self._users) - {me}, timeout=5.0)
             self._closed = True
         try:
             self._seg.set_state(STATE_CLOSED)

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from mimocorb import mimo_buffer as bm
-from mimocorb.daq.worker import WorkerTerminated, finish_after
+from mimocorb.daq.worker import WorkerTerminated, finish_after, interruptible
 
 logger = logging.getLogger(__name__)
 
@@ -496,7 +496,8 @@ class rbTransfer(_ReaderAccess):
                 raise ResultMismatchError(
                     f"{self._where()}: {what} does not fit sink {filler.describe()}: {exc}"
                 ) from exc
-        slot = writer.get_new_buffer()  # may block; a request to finish ends the wait (nothing claimed then)
+        with interruptible():  # waiting for space: a request to finish ends the wait (nothing claimed then)
+            slot = writer.get_new_buffer()
         with finish_after():  # a claimed slot is always filled and published
             slot[:] = event
             writer.set_metadata(*md)
@@ -509,12 +510,13 @@ class rbTransfer(_ReaderAccess):
             for data, md in self.events():
                 handed_on = False
                 self.event_count += 1
-                result = self.filter(data)
-                if result is not None and result is not False:
-                    for i, entry in enumerate(self._entries(result)):
-                        if entry is not None and entry is not False:
-                            self._write(i, entry, data, md)
-                handed_on = True
+                result = self.filter(data)  # a request to finish here leaves the event unprocessed (held)
+                with finish_after():  # ... while it is written to the sinks, it waits until the event is handed on
+                    if result is not None and result is not False:
+                        for i, entry in enumerate(self._entries(result)):
+                            if entry is not None and entry is not False:
+                                self._write(i, entry, data, md)
+                    handed_on = True
         except WorkerTerminated:
             # asked to finish: an event completely handed on counts as consumed; one cut short
             # stays held, so the buffer's owner counts it lost when this process ends

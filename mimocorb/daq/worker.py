@@ -119,6 +119,21 @@ def finish_after() -> Iterator[None]:
         raise WorkerTerminated(EXIT_TERMINATED)
 
 
+@contextmanager
+def interruptible() -> Iterator[None]:
+    """Inside :func:`finish_after`: a blocking wait that a request to finish may still end
+    (waiting for space in a full buffer must not make a worker deaf to SIGTERM)."""
+    global _defer_depth, _finish_pending
+    depth, _defer_depth = _defer_depth, 0
+    try:
+        if _finish_pending:  # it came while deferred: end now
+            _finish_pending = False
+            raise WorkerTerminated(EXIT_TERMINATED)
+        yield
+    finally:
+        _defer_depth = depth
+
+
 def _watch_parent(log_queue: Any) -> None:
     """Thread: when the run control dies, ask this worker to finish; end it if it does not."""
     parent = multiprocessing.parent_process()
@@ -194,6 +209,7 @@ __all__ = [
     "current_worker",
     "finish_after",
     "finish_requested",
+    "interruptible",
     "worker_main",
     "EXIT_TERMINATED",
 ]
