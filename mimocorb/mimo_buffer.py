@@ -387,7 +387,8 @@ class NewBuffer:
             return True
         try:
             self.set_ending()
-            deadline = time.monotonic() + timeout
+            t0 = time.monotonic()
+            deadline = t0 + timeout
             drained = self._seg.drained()
             pause = 0.0005
             while not drained and time.monotonic() < deadline and not self._closing:
@@ -403,7 +404,7 @@ class NewBuffer:
                 logger.warning(
                     "ring buffer %s: shutdown after %.1f s with events not consumed: %s",
                     self.name,
-                    timeout,
+                    time.monotonic() - t0,
                     self._pending_summary(),
                 )
             self._seg.set_state(STATE_SHUTDOWN)

@@ -97,10 +97,14 @@ def make_workers(
     """One (not yet started) process per worker of each function, with its setup dicts and config.
 
     The processes of one function share its setup dicts, so they share its reader groups;
-    each gets its :class:`~mimocorb.daq.worker.WorkerInfo` (name, index, count)."""
+    each gets its :class:`~mimocorb.daq.worker.WorkerInfo` (name, index, count). A worker is
+    named after its function (``fkt_name``, with ``.<key>`` if several functions use that
+    name), with ``-<index>`` when the function has several processes."""
     workers = []
     search = [str(setup.directory)]
+    shared = {f.fkt_name for f in setup.functions if [g.fkt_name for g in setup.functions].count(f.fkt_name) > 1}
     for f in setup.functions:
+        base = f"{f.fkt_name}.{f.key}" if f.fkt_name in shared else f.fkt_name  # worker names are unique
         reads, writes, observes = f.buffers("read"), f.buffers("write"), f.buffers("observe")
         source_list = [buffers[b].new_reader_group() for b in reads] or None
         sink_list = [buffers[b].new_writer() for b in writes] or None
@@ -109,7 +113,7 @@ def make_workers(
         config = dict(f.config)
         config["directory_prefix"] = prefix
         for i in range(f.num_process):
-            name = f.fkt_name if f.num_process == 1 else f"{f.fkt_name}-{i + 1}"
+            name = base if f.num_process == 1 else f"{base}-{i + 1}"
             info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
             args = (
                 info,
