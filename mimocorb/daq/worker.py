@@ -33,10 +33,9 @@ import signal
 import sys
 import threading
 import traceback
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 from mimocorb.daq.run_log import WORKER_LOGGER, flush_worker_streams, report_failure, setup_worker_logging
 from mimocorb.daq.user_code import load_function
@@ -100,38 +99,60 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise WorkerTerminated(EXIT_TERMINATED)
 
 
-@contextmanager
-def finish_after() -> Iterator[None]:
+class _FinishAfter:
+    """The context manager of :func:`finish_after` (a class: it runs for every event)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        global _defer_depth
+        _defer_depth += 1
+
+    def __exit__(self, typ: Any, exc: Any, tb: Any) -> bool:
+        global _defer_depth, _finish_pending
+        _defer_depth -= 1
+        if typ is None and _defer_depth == 0 and _finish_pending:
+            _finish_pending = False
+            raise WorkerTerminated(EXIT_TERMINATED)
+        return False
+
+
+class _Interruptible:
+    """The context manager of :func:`interruptible`."""
+
+    __slots__ = ("_depth",)
+
+    def __enter__(self) -> None:
+        global _defer_depth, _finish_pending
+        self._depth, _defer_depth = _defer_depth, 0
+        if _finish_pending:  # it came while deferred: end now
+            _finish_pending = False
+            _defer_depth = self._depth
+            raise WorkerTerminated(EXIT_TERMINATED)
+
+    def __exit__(self, typ: Any, exc: Any, tb: Any) -> bool:
+        global _defer_depth
+        _defer_depth = self._depth
+        return False
+
+
+_FINISH_AFTER = _FinishAfter()
+
+
+def finish_after() -> _FinishAfter:
     """Defer a request to finish (SIGTERM) until the block is done.
 
     For the few statements that hand one event on (write it to a file, publish it): a
     request arriving meanwhile is raised when the block ends without an exception, so
     the event is completely handed on or not at all. Outside a worker it does nothing.
     """
-    global _defer_depth, _finish_pending
-    _defer_depth += 1
-    try:
-        yield
-    finally:
-        _defer_depth -= 1
-    if _defer_depth == 0 and _finish_pending:
-        _finish_pending = False
-        raise WorkerTerminated(EXIT_TERMINATED)
+    return _FINISH_AFTER
 
 
-@contextmanager
-def interruptible() -> Iterator[None]:
+def interruptible() -> _Interruptible:
     """Inside :func:`finish_after`: a blocking wait that a request to finish may still end
     (waiting for space in a full buffer must not make a worker deaf to SIGTERM)."""
-    global _defer_depth, _finish_pending
-    depth, _defer_depth = _defer_depth, 0
-    try:
-        if _finish_pending:  # it came while deferred: end now
-            _finish_pending = False
-            raise WorkerTerminated(EXIT_TERMINATED)
-        yield
-    finally:
-        _defer_depth = depth
+    return _Interruptible()
 
 
 def _watch_parent(log_queue: Any) -> None:
