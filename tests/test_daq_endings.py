@@ -186,6 +186,7 @@ def test_summary_stats_and_status_agree_with_the_files(tmp_path, ending):
         assert group["lost"]["orphaned"] == s["buffers"]["RB_1"]["events"] - 5
         assert s["buffers"]["RB_1"]["events"] > 3 * 16  # the source was not held back by the ended group
         assert "sample_and_return (Fkt_5) has ended while the run goes on" in text
+        assert "(1 group without readers)" in status_lines(text)[-1]
     if ending == "killed_worker":
         killed = [w for w in s["workers"] if w["failed"]]
         assert [w["name"] for w in killed] == ["select-1"]

@@ -157,10 +157,16 @@ def _rate(r: float) -> str:
 
 
 def format_status(st: RunStatus) -> str:
-    """One status line: state, time, per buffer events/rate/fill/dead time/lost, workers alive."""
+    """One status line: state, time, per buffer events/rate/fill/dead time/lost, workers alive.
+
+    A reader group that no longer holds its buffer back (its members ended, or it was
+    retired) is shown: ``lost 95 (1 group without readers)``."""
     parts = [f"{st.state:<8} {st.active_time:7.1f}s"]
     for b in st.buffers:
         lost = f" lost {b.lost}" if b.lost else ""
+        orphaned = sum(1 for g in b.groups if g.get("state") == "orphaned")
+        if orphaned:
+            lost += f" ({orphaned} group{'s' if orphaned > 1 else ''} without readers)"
         parts.append(
             f"{b.name}: {b.events} ev {_rate(b.rate)} fill {b.filled}/{b.slots} dead {100 * b.deadtime:.1f}%{lost}"
         )
