@@ -13,7 +13,9 @@ Subcommands live in a registry: a module adds one with :func:`command`::
 Modules named in :data:`EXTENSIONS` are imported (if installed) before parsing, so a
 subcommand can be defined next to the code it runs.
 
-Exit codes: 0 all well, 1 a worker failed or the run went wrong, 2 bad usage or setup.
+Exit codes: 0 all well (also a run ended with Ctrl-C), 1 a worker failed, timed out or
+was killed, or the run went wrong; 2 bad usage or setup (nothing was started); 130
+Ctrl-C while the setup was being checked (nothing was started).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -31,7 +34,7 @@ logger = logging.getLogger(__name__)
 #: Modules that may register subcommands (imported if present).
 EXTENSIONS: list[str] = ["mimocorb.muon.cli"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 @dataclass
@@ -92,7 +95,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=10.0,
         metavar="S",
-        help="bound for each buffer's shutdown and each worker's end",
+        help="bound of each stage of the end of a run (one per buffer; the workers of a stage wait together)",
     )
     p.add_argument(
         "-q", "--quiet", action="count", default=0, help="less output (-q: no worker output, -qq: summary only)"
@@ -102,8 +105,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_options_problem(args: argparse.Namespace, prog: str) -> Optional[str]:
     """The first problem with the options of a run (``run``, ``demo``), or None."""
-    if args.runtime is not None and args.runtime < 0:
-        return f"{prog}: --runtime must be >= 0 seconds, got {args.runtime}"
+    if args.runtime is not None and not (math.isfinite(args.runtime) and args.runtime >= 0):
+        return f"{prog}: --runtime must be a finite number >= 0 seconds, got {args.runtime}"
     if args.events is not None and args.events < 0:
         return f"{prog}: --events must be >= 0, got {args.events}"
     if args.gui and (args.headless or not os.environ.get("DISPLAY")):
@@ -146,12 +149,17 @@ def _run(args: argparse.Namespace) -> int:
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)
         return EXIT_USAGE
-    run.setup()
-    if args.gui:
-        from mimocorb.gui.control_window import run_with_control_window
+    except KeyboardInterrupt:
+        print("mimocorb run: interrupted while checking the setup; nothing was started", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    try:
+        if args.gui:
+            from mimocorb.gui.control_window import run_with_control_window
 
-        return run_with_control_window(run)
-    return run.run()
+            return run_with_control_window(run)
+        return run.run()  # sets the run up, with Ctrl-C and SIGTERM handled from the start
+    except KeyboardInterrupt:  # only outside run()'s own handling (the window's set-up)
+        return run.abort("interrupted (Ctrl-C)")
 
 
 # ------------------------------------------------------------------ cleanup

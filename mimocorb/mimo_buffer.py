@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import weakref
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -280,6 +280,15 @@ class NewBuffer:
         )
         self._closed = False
         self._lock = threading.Lock()
+        # close() and shutdown() may be called from different threads (a control window,
+        # a signal): close() must not unmap the segment while a shutdown() still polls it.
+        # The condition guards _closing and _users (thread -> calls now using the segment:
+        # shutdown, stats, buffer_status); close() cuts a running shutdown wait (it polls
+        # every <= 20 ms) and unmaps only after the other threads' calls have left. Reentrant:
+        # close() from a signal handler may interrupt a call of its own thread.
+        self._lifecycle = threading.Condition(threading.RLock())
+        self._closing = False
+        self._users: dict[int, int] = {}
         self._t_last = time.time()
         self._n_last = 0
         self._dt_last = 0.0
@@ -380,7 +389,7 @@ class NewBuffer:
         if not self._closed:
             self._seg.set_state(STATE_STOPPING)
 
-    def shutdown(self, timeout: float = 10.0) -> bool:
+    def shutdown(self, timeout: float = 10.0, *, cancel: Optional[Callable[[], bool]] = None) -> bool:
         """End of run, trickle-down.
 
         Writers are stopped, every group with a live member gets what was
@@ -388,27 +397,56 @@ class NewBuffer:
         ``get_new_buffer()`` gets SystemExit. Waits at most ``timeout`` seconds
         for the readers (a dead or stuck consumer cannot hold it up) and
         returns whether everything published was consumed.
+
+        ``cancel``, if given, is polled during the wait (every <= 20 ms); when it
+        returns True the wait ends at once, as at the timeout. A :meth:`close`
+        from another thread ends the wait too.
         """
-        if self._closed:
+        if not self._enter():
             return True
-        self.set_ending()
-        deadline = time.monotonic() + timeout
-        drained = self._seg.drained()
-        pause = 0.0005
-        while not drained and time.monotonic() < deadline:
-            time.sleep(pause)
-            pause = min(pause * 2, 0.02)
-            self._seg.reap()
+        try:
+            self.set_ending()
+            t0 = time.monotonic()
+            deadline = t0 + timeout
             drained = self._seg.drained()
-        if not drained:
-            logger.warning(
-                "ring buffer %s: shutdown after %.1f s with events not consumed: %s",
-                self.name,
-                timeout,
-                self._pending_summary(),
-            )
-        self._seg.set_state(STATE_SHUTDOWN)
-        return drained
+            pause = 0.0005
+            while not drained and time.monotonic() < deadline and not self._closing:
+                if cancel is not None and cancel():
+                    break
+                time.sleep(pause)
+                pause = min(pause * 2, 0.02)
+                self._seg.reap()
+                drained = self._seg.drained()
+            if self._closing:
+                return drained
+            if not drained:
+                logger.warning(
+                    "ring buffer %s: shutdown after %.1f s with events not consumed: %s",
+                    self.name,
+                    time.monotonic() - t0,
+                    self._pending_summary(),
+                )
+            self._seg.set_state(STATE_SHUTDOWN)
+            return drained
+        finally:
+            self._leave()
+
+    def _enter(self) -> bool:
+        """Register a call that uses the segment; False once the buffer is closed or closing."""
+        me = threading.get_ident()
+        with self._lifecycle:
+            if self._closed or self._closing:
+                return False
+            self._users[me] = self._users.get(me, 0) + 1
+            return True
+
+    def _leave(self) -> None:
+        me = threading.get_ident()
+        with self._lifecycle:
+            self._users[me] -= 1
+            if not self._users[me]:
+                del self._users[me]
+            self._lifecycle.notify_all()
 
     def _pending_summary(self) -> str:
         snap = self._seg.snapshot()
@@ -425,14 +463,21 @@ class NewBuffer:
 
     def close(self) -> None:
         """Release and unlink the shared memory (the owner only); attached
-        processes blocked on the buffer get SystemExit."""
-        if self._closed:
-            return
-        if os.getpid() != self._owner_pid:
-            # a forked child's copy of the owner object: never unlink the owner's buffer
+        processes blocked on the buffer get SystemExit. Safe while another
+        thread is in :meth:`shutdown`: its wait is cut short first."""
+        with self._lifecycle:
+            if self._closed or self._closing:
+                return
+            if os.getpid() != self._owner_pid:
+                # a forked child's copy of the owner object: never unlink the owner's buffer
+                self._closed = True
+                return
+            self._closing = True
+            # a shutdown() in another thread leaves its loop within one poll (<= 20 ms);
+            # the bound only guards against a caller stuck elsewhere
+            me = threading.get_ident()
+            self._lifecycle.wait_for(lambda: not set(self._users) - {me}, timeout=5.0)
             self._closed = True
-            return
-        self._closed = True
         try:
             self._seg.set_state(STATE_CLOSED)
         finally:
@@ -474,10 +519,13 @@ class NewBuffer:
         """(cumulative_event_count, n_filled, rate, av_deadtime) as in 1.x: events
         published so far, slots filled and not yet released, events/s and mean
         dead time of the events since the previous call."""
-        if self._closed:
+        if not self._enter():
             return self._n_last, 0, 0.0, 0.0
-        self._seg.reap()
-        snap = self._seg.snapshot()
+        try:
+            self._seg.reap()
+            snap = self._seg.snapshot()
+        finally:
+            self._leave()
         now = time.time()
         n = snap["published"]
         dn = n - self._n_last
@@ -489,16 +537,30 @@ class NewBuffer:
 
     def stats(self) -> dict:
         """Counters of the buffer: published, filled, lost (by group and cause),
-        consumed per group, members alive, state; does not reset the rate."""
-        if self._closed:
+        consumed per group, members alive, what each attached process holds,
+        state; does not reset the rate.
+
+        Every sequence a writer claimed since a group was added ends up, for that
+        group, consumed or lost (``consumed + lost_total + pending == claimed - start``).
+        Events a group can no longer get count as lost ``orphaned``: what is published
+        while it has no live member after its last member died or the owner retired it,
+        and, once the buffer is shut down, what is left in a group without a live member.
+        """
+        if not self._enter():
             return {"name": self.name, "state": "closed"}
-        self._seg.reap()
-        snap = self._seg.snapshot()
+        try:
+            self._seg.reap()
+            snap = self._seg.snapshot()
+        finally:
+            self._leave()
         w = snap["write_claim"]
+        over = snap["state"] >= STATE_SHUTDOWN  # nothing left in the ring is delivered any more
         groups = []
         lost_total = 0
         for i, g in enumerate(snap["groups"]):
-            pending_orphan = w - g["release"] if g["state"] == GROUP_ORPHANED else 0
+            left = max(0, w - g["release"])
+            nobody = g["state"] == GROUP_ORPHANED or (over and g["members_attached"] == 0)
+            pending_orphan = left if nobody else 0
             lost = {
                 "dead_reader": g["lost_dead_reader"],
                 "orphaned": g["lost_orphaned"] + pending_orphan,
@@ -506,20 +568,40 @@ class NewBuffer:
             }
             n_lost = sum(lost.values())
             lost_total += n_lost
-            consumed = sum(p["count"] for p in snap["procs"] if p["role"] == ROLE_READER and p["group"] == i)
+            released = g["release"] - g["first_start"]
             groups.append(
                 {
                     "group": i,
                     "state": GROUP_STATE_NAMES.get(g["state"], "unused"),
-                    "released": g["release"] - g["start"],
-                    "consumed_by_attached": consumed,
-                    "pending": max(0, w - g["release"]) if g["state"] in _GATING else 0,
+                    "released": released,
+                    # every sequence the group passed since it was added: consumed by a
+                    # member, counted lost, or a claim given back unfilled (skipped, not lost)
+                    "consumed": released
+                    - g["lost_dead_reader"]
+                    - g["lost_orphaned"]
+                    - g["lost_abandoned"]
+                    - g["skipped_void"],
+                    "consumed_by_attached": sum(
+                        p["count"] for p in snap["procs"] if p["role"] == ROLE_READER and p["group"] == i
+                    ),
+                    "pending": 0 if nobody else left,
+                    "voided": g["skipped_void"],  # claims given back unfilled that it passed
                     "members_alive": g["members_attached"],
                     "members_ever": g["members_ever"],
                     "lost": lost,
                     "lost_total": n_lost,
                 }
             )
+        procs = [
+            {
+                "pid": p["pid"],
+                "role": "writer" if p["role"] == ROLE_WRITER else "reader",
+                "group": p["group"] if p["role"] == ROLE_READER else None,
+                "holds": p["held_n"],
+            }
+            for p in snap["procs"]
+            if p["role"] in (ROLE_WRITER, ROLE_READER)
+        ]
         elapsed = max(time.time() - self._t_last, 1e-9)
         return {
             "name": self.name,
@@ -528,6 +610,8 @@ class NewBuffer:
             "published": snap["published"],
             "claimed": w,
             "abandoned_by_writers": snap["abandoned"],
+            # claims given back unfilled by writers stopped while waiting (not events, never lost)
+            "voided": snap["void"],
             "filled": self._filled(snap),
             "slots": self.number_of_slots,
             "lost": lost_total,
@@ -535,8 +619,9 @@ class NewBuffer:
             "deadtime_sum": snap["deadtime_sum"],
             "deadtime": snap["deadtime_sum"] / snap["published"] if snap["published"] else 0.0,
             "groups": groups,
-            "writers_alive": sum(1 for p in snap["procs"] if p["role"] == ROLE_WRITER),
-            "readers_alive": sum(1 for p in snap["procs"] if p["role"] == ROLE_READER),
+            "processes": procs,
+            "writers_alive": sum(1 for p in procs if p["role"] == "writer"),
+            "readers_alive": sum(1 for p in procs if p["role"] == "reader"),
             "reaped": {"readers": snap["reaped_readers"], "writers": snap["reaped_writers"]},
         }
 
@@ -620,7 +705,9 @@ class Observer:
 
     @property
     def active(self) -> bool:
-        return self._core.state < STATE_SHUTDOWN
+        """True while the run goes on: False after the shutdown, and when the
+        buffer's owner has died (nobody will publish or shut it down any more)."""
+        return self._core.state < STATE_SHUTDOWN and self._core.owner_alive()
 
     def get(self, timeout: Optional[float] = None):
         """``(data, metadata)`` copies of an event newer than the last one returned,

@@ -80,7 +80,7 @@ cdef void _group_recover(rb_header *h, uint64_t *done, uint32_t g) noexcept nogi
     elif kind == RB_LOG_SKIP:
         if (rb_load_sc64(&grp.claim) & ~RB_HOLD) >= v:  # the skip's CAS was done: finish it
             rb_advance64(&done_g[(v - 1) % n], v)
-            rb_store_rel64(&grp.lost_abandoned, target)
+            rb_store_rel64(&grp.skipped_void if log & RB_LOG_VOID else &grp.lost_abandoned, target)
             _advance_release(grp, done_g, n)
     rb_store_sc64(&grp.log_seq, 0)
 
@@ -150,6 +150,8 @@ cdef void _group_start(rb_header *h, rb_group *grp, bint count_lost) noexcept no
                     _log_clear(grp)
                 break
         rb_store_rel64(&grp.start_seq, w)
+        if not count_lost:
+            rb_store_rel64(&grp.first_start, w)  # a new group: what it passes from here on is its own
         rb_cas64(&grp.claim, c, w)  # claims open at w (nobody else changes a word on hold)
     rb_store_sc32(&grp.state, RB_GROUP_ACTIVE)
     _bump_epoch(h)

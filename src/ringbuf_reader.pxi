@@ -108,15 +108,17 @@ cdef class ReaderCore(_Endpoint):
         the group's lock is busy."""
         cdef rb_group *grp = self.grp
         cdef uint64_t n = self.nslots
+        cdef uint64_t *counter
         if not _group_trylock(self.hdr, self.done, self.group):
             return False
         if rb_load_sc64(&grp.claim) == c:  # else: moved on, or on hold, meanwhile
-            _log_step(grp, RB_LOG_SKIP, c + 1, rb_load_acq64(&grp.lost_abandoned) + (0 if a & RB_VOID else 1))
+            counter = &grp.skipped_void if a & RB_VOID else &grp.lost_abandoned
+            _log_step(grp, RB_LOG_SKIP, (c + 1) | (RB_LOG_VOID if a & RB_VOID else 0), rb_load_acq64(counter) + 1)
             rb_store_rlx64(&self.me.held, c)
             rb_store_rel32(&self.me.held_n, 1)  # I5
             if rb_cas64(&grp.claim, c, c + 1):
                 rb_store_sc64(&self.done_g[c % n], c + 1)
-                rb_store_rel64(&grp.lost_abandoned, rb_load_acq64(&grp.log_target))
+                rb_store_rel64(counter, rb_load_acq64(&grp.log_target))
             _log_clear(grp)
             rb_store_rel32(&self.me.held_n, 0)
             _advance_release(grp, self.done_g, n)

@@ -293,6 +293,8 @@ cdef class Segment:
         cdef uint64_t w0 = rb_load_sc64(&h.write_claim)
         rb_store_rel64(&grp.lock, rb_self_ident())
         grp.start_seq = w0
+        grp.first_start = w0
+        grp.skipped_void = 0
         grp.members_ever = 0
         grp.lost_dead_reader = 0
         grp.lost_orphaned = 0
@@ -385,6 +387,8 @@ cdef class Segment:
                 "hold": (c & RB_HOLD) != 0,
                 "release": rb_load_acq64(&grp.release),
                 "start": rb_load_acq64(&grp.start_seq),
+                "first_start": rb_load_acq64(&grp.first_start),
+                "skipped_void": rb_load_acq64(&grp.skipped_void),
                 "members_attached": members[g],
                 "members_ever": rb_load_acq32(&grp.members_ever),
                 "lost_dead_reader": rb_load_acq64(&grp.lost_dead_reader),

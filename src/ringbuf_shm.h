@@ -125,13 +125,20 @@ typedef struct {
     uint64_t lost_abandoned;   /* abandoned by a dead or stopped writer */
     uint64_t log_seq;          /* kind << 62 | value: a counted step under way (I6), 0: none */
     uint64_t log_target;       /* the counter's value once that step is done */
+    /* line: statistics, written under the lock */
+    RB_ALIGNED uint64_t first_start; /* the write cursor when the group was added */
+    uint64_t skipped_void;     /* claims given back unfilled that the group passed (not lost) */
+    uint64_t _pad2[6];
 } rb_group;
 
 /* kinds of group.log_seq */
 #define RB_LOG_DEAD 1ULL      /* value seq + 1: done[seq] marked for a dead member -> lost_dead_reader */
 #define RB_LOG_ORPHANED 2ULL  /* value w: release moved to w at a (re)start -> lost_orphaned */
 #define RB_LOG_SKIP 3ULL      /* value seq + 1: claim moved past an abandoned seq -> lost_abandoned */
-#define RB_LOG_VALUE(x) ((x) & ((1ULL << 62) - 1))
+/* the same step for a seq given back unfilled (RB_VOID) counts skipped_void: kind RB_LOG_SKIP with
+ * the value's bit 61 set */
+#define RB_LOG_VOID (1ULL << 61)
+#define RB_LOG_VALUE(x) ((x) & ((1ULL << 61) - 1))
 
 typedef struct {
     /* line 0: written by the owner at every claim and publication */
@@ -210,7 +217,7 @@ typedef struct {
 } rb_slot;
 
 /* The layout is part of the in-memory format: check it at compile time. */
-_Static_assert(sizeof(rb_group) == 3 * RB_LINE, "rb_group must be three cache lines");
+_Static_assert(sizeof(rb_group) == 4 * RB_LINE, "rb_group must be four cache lines");
 _Static_assert(sizeof(rb_proc) == 2 * RB_LINE, "rb_proc must be two cache lines");
 _Static_assert(sizeof(rb_slot) == RB_LINE, "rb_slot must be one cache line");
 _Static_assert(offsetof(rb_header, total_bytes) == RB_LINE, "line 1");

@@ -31,6 +31,7 @@ cdef extern from "ringbuf_shm.h" nogil:
     uint64_t RB_LOG_DEAD
     uint64_t RB_LOG_ORPHANED
     uint64_t RB_LOG_SKIP
+    uint64_t RB_LOG_VOID
     uint64_t RB_LOG_VALUE(uint64_t x)
 
     ctypedef struct rb_group:
@@ -45,6 +46,8 @@ cdef extern from "ringbuf_shm.h" nogil:
         uint64_t lost_abandoned
         uint64_t log_seq
         uint64_t log_target
+        uint64_t first_start
+        uint64_t skipped_void
 
     ctypedef struct rb_proc:
         uint64_t owner

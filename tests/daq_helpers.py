@@ -122,3 +122,86 @@ def read_table(path: Path, sep: str = "\t") -> list[dict]:
     lines = path.read_text().splitlines()
     header = lines[0].split(sep)
     return [dict(zip(header, line.split(sep))) for line in lines[1:]]
+
+
+class Run:
+    """``python -m mimocorb run ...`` in its own session; stdout+stderr collected line by line (bounded waits)."""
+
+    def __init__(self, args: list, cwd: Path | None = None):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mimocorb", "run", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env(),
+            cwd=cwd,
+            start_new_session=True,
+        )
+        self.lines = LineReader(self.proc.stdout)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait(self, timeout: float) -> int:
+        """The exit code; the process group is killed (and the test fails) if it does not end in time."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(self.proc)
+            self.proc.wait(timeout=10)
+            raise AssertionError(f"the run did not end within {timeout} s:\n{self.lines.text()}") from None
+
+    def text(self) -> str:
+        return self.lines.text()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            kill_group(self.proc)
+            self.proc.wait(timeout=10)
+
+
+def wait_until(pred, timeout: float, what: str):
+    """Poll ``pred()`` until it returns something true (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(0.05)
+
+
+def worker_pids(folder: Path) -> dict[str, int]:
+    """Worker name -> pid, from the run log's 'started worker NAME (pid N)' lines."""
+    out = {}
+    log = folder / "run.log"
+    for line in (log.read_text() if log.exists() else "").splitlines():
+        if "started worker " in line:
+            name, pid = line.split("started worker ", 1)[1].split(" (pid ")
+            out[name] = int(pid.rstrip(")"))
+    return out
+
+
+def status_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if " | workers " in line]
+
+
+def parse_status(line: str) -> dict[str, dict]:
+    """'RB_1: 40 ev 2.0 Hz fill 0/16 dead 1.0% lost 3' parts of a status line -> {buffer: {events, lost}}."""
+    out = {}
+    for part in line.split(" | ")[1:-1]:
+        name, rest = part.split(": ", 1)
+        words = rest.split()
+        out[name] = {"events": int(words[0]), "lost": int(words[words.index("lost") + 1]) if "lost" in words else 0}
+    return out
+
+
+def drop_segments_of(pid: int) -> None:
+    """Unlink the segments a dead (SIGKILLed) owner left behind."""
+    from mimocorb import _ringbuf
+
+    for name in our_segments(pid):
+        _ringbuf.shm_unlink_name("/" + name)

@@ -220,3 +220,61 @@ def test_text_writer_checks_row_length(tmp_path):
     with TextTableWriter(tmp_path / "x.csv", ["a", "b"], sep=",") as t:
         with pytest.raises(ValueError, match=r"x.csv: row has 1 values, expected 2 \(a, b\)"):
             t.write([1])
+
+
+def test_put_that_fails_publishes_nothing(bufs):
+    """A put that raises (a channel of strings, metadata of two values) and is caught leaves no
+    half-filled event behind: the next good put publishes its own event only."""
+    dst = bufs(8, 2, PAR, "RB_1")
+    g = dst.new_reader_group()
+    put = rbPut(sink_list=[dst.new_writer()], config_dict={}, RB_1="write")
+    assert put([np.array([1.0, 2.0]), np.array([1, 2])], (1, 10.0, 0.0))
+    with pytest.raises(ResultMismatchError, match=r"rbPut: data does not fit buffer RB_1"):
+        put([np.array(["x", "y"]), np.array([3, 4])], (2, 11.0, 0.0))
+    with pytest.raises(ResultMismatchError, match=r"rbPut: metadata must be \(counter, timestamp, deadtime\)"):
+        put([np.array([5.0, 6.0]), np.array([5, 6])], (3, 12.0))
+    assert put([np.array([7.0, 8.0]), np.array([7, 8])], (4, 13.0, 0.0))
+    shutdown_later(dst, 0.2)
+    got = drain(g, "RB_1")
+    assert [md[0] for _, md in got] == [1, 4]
+    assert got[1][0]["a"].tolist() == [7.0, 8.0] and got[1][0]["b"].tolist() == [7, 8]
+    assert dst.stats()["abandoned_by_writers"] == 1  # the slot the strings failed to fill: given back, counted
+
+
+def test_transfer_writes_a_plain_array_field_by_field_and_scalars_as_values(bufs):
+    two = [("a", "f8"), ("b", "f8")]
+    src, dst, ints = bufs(8, 4, two, "RB_1"), bufs(8, 4, two, "RB_2"), bufs(8, 1, np.int32, "RB_3")
+    g1, g2, r_dst, r_ints = (
+        src.new_reader_group(),
+        src.new_reader_group(),
+        dst.new_reader_group(),
+        ints.new_reader_group(),
+    )
+    Writer(src.new_writer()).put(np.zeros(4, dtype=two), counter=1)
+    shutdown_later(src, 0.3)
+    # (fields x values): a plain array holds one row per field, as an import's data does
+    rows = np.array([[1, 2, 3, 4], [5, 6, 7, 8]])
+    rbTransfer(source_list=[g1], sink_list=[dst.new_writer()], config_dict={}, ufunc=lambda ev: [rows], RB_1="read")()
+    # a number in the list is a value for the one-value int32 sink, not "copy the input event"
+    rbTransfer(source_list=[g2], sink_list=[ints.new_writer()], config_dict={}, ufunc=lambda ev: [7], RB_1="read")()
+    shutdown_later(dst, 0.2), shutdown_later(ints, 0.2)
+    (ev,) = [d for d, _ in drain(r_dst, "RB_2")]
+    assert ev["a"].tolist() == [1, 2, 3, 4] and ev["b"].tolist() == [5, 6, 7, 8]
+    (val,) = [d for d, _ in drain(r_ints, "RB_3")]
+    assert val.tolist() == [7]
+
+
+def test_transfer_refuses_a_plain_array_it_would_have_to_guess(bufs):
+    two = [("a", "f8"), ("b", "f8")]
+    src, dst = bufs(8, 4, two, "RB_1"), bufs(8, 4, two, "RB_2")
+    g = src.new_reader_group()
+    Writer(src.new_writer()).put(np.zeros(4, dtype=two), counter=1)
+    shutdown_later(src, 0.3)
+    flat = rbTransfer(
+        source_list=[g], sink_list=[dst.new_writer()], config_dict={}, ufunc=lambda ev: [np.arange(8.0)], RB_1="read"
+    )
+    with pytest.raises(
+        ResultMismatchError, match=r"shape \(8,\) cannot go into buffer .*expected one row per field \(\(2, 4\)\)"
+    ):
+        flat()
+    assert dst.stats()["published"] == 0

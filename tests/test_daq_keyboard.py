@@ -81,3 +81,26 @@ def test_keys_pause_resume_and_stop_a_run(tmp_path):
     assert s["stop_reason"] == "stopped by operator"
     assert s["buffers"]["RB_1"]["events"] > 0
     assert s["paused_s"] >= 1.4  # the pause was taken off the active time
+
+
+def test_stop_while_paused_does_not_resume_first(tmp_path):
+    setup = copy_setup("chain", tmp_path)
+    (setup / "config" / "common.yaml").write_text(
+        "general: {runtime: 0}\ncounting_source: {events: 0, sleeptime: 0.001}\n"
+    )
+    out = tmp_path / "out"
+    term = Terminal([sys.executable, "-m", "mimocorb", "run", str(setup / "chain_setup.yaml"), "--output", str(out)])
+    try:
+        term.read_until("keys: p pause, r resume, s stop")
+        term.read_until("RB_1: ")
+        term.type("p")
+        term.read_until("paused (r to resume)")
+        time.sleep(0.5)
+        term.type("s")
+        term.read_until("Run ended: stopped by operator")
+    finally:
+        code = term.close()
+    assert code == 0, term.out
+    assert "resumed" not in term.out.split("stopping: stopped by operator", 1)[1]
+    s = summary(run_folder(out))
+    assert s["paused_s"] >= 0.4 and s["active_time_s"] + s["paused_s"] <= s["run_time_s"]

@@ -220,3 +220,52 @@ def test_sigint_mid_run(tmp_path):
     for rec in wf[:50]:
         i = int(rec["counter"]) - 1
         assert np.array_equal(rec["data"]["chB"], 10 * i + np.arange(8))
+
+
+def test_failed_consumer_releases_its_buffer(tmp_path):
+    """The crash setup's filter is the only process of its function: when it fails, its reader group
+    is retired (the source is not held back by it), and the summary and the run say so."""
+    out = tmp_path / "out"
+    res = run_cli(["run", copy_setup("crash", tmp_path) / "crash_setup.yaml", "--headless", "--output", out])
+    assert res.returncode == 1, res.stdout + res.stderr
+    s = summary(run_folder(out))
+    (group,) = s["buffers"]["RB_1"]["groups"]
+    assert group["function"] == "fragile_filter" and group["retired"] is True
+    assert group["lost"]["dead_reader"] == 1  # the event it failed on
+    assert group["consumed"] + group["lost_total"] == s["buffers"]["RB_1"]["events"]
+    assert "fragile_filter (Fkt_2) has ended while the run goes on" in res.stdout
+
+
+def test_setup_warnings_are_shown_once(tmp_path):
+    setup = copy_setup("chain", tmp_path)
+    text = (
+        (setup / "chain_setup.yaml")
+        .read_text()
+        .replace("output_directory: target", "output_directory: target\ncolour: blue")
+    )
+    (setup / "chain_setup.yaml").write_text(text)
+    out = tmp_path / "out"
+    res = run_cli(["run", setup / "chain_setup.yaml", "--headless", "--output", out])
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (res.stdout + res.stderr).count("colour: unknown key") == 1
+    assert (run_folder(out) / "run.log").read_text().count("colour: unknown key") == 1
+
+
+def test_a_run_leaves_no_file_descriptor_to_the_garbage_collector(tmp_path):
+    setup = copy_setup("chain", tmp_path) / "chain_setup.yaml"
+    script = (
+        "import gc, io, os, sys\n"
+        "gc.disable()  # what is not closed explicitly stays open\n"
+        "from mimocorb.daq.console import Console\n"
+        "from mimocorb.daq.run_control import RunControl\n"
+        "before = set(os.listdir('/proc/self/fd'))\n"
+        f"run = RunControl({str(setup)!r}, verbose=0, headless=True, output_directory={str(tmp_path / 'out')!r},\n"
+        "                 console=Console(io.StringIO(), verbose=0))\n"
+        "code = run.run()\n"
+        "left = set(os.listdir('/proc/self/fd')) - before\n"
+        "print(code, sorted(os.readlink(f'/proc/self/fd/{f}') for f in left if os.path.exists(f'/proc/self/fd/{f}')))\n"
+    )
+    p = subprocess.run(
+        [sys.executable, "-c", script], env=env(), capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL
+    )
+    assert p.returncode == 0 and p.stdout.strip() == "0 []", p.stdout + p.stderr

@@ -196,3 +196,145 @@ def test_cli_rejects_bad_setup_before_starting(chain, tmp_path):
     assert f"{setup}: RingBuffer[1].RB_2.number_of_slots: expected an integer >= 1, got 'abc'" in res.stderr
     assert not out.exists()  # nothing was started, no run folder made
     assert not (chain / "produced.txt").exists()
+
+
+def _readers(n):
+    def mutate(d, _):
+        reader = {"file_name": "modules/export", "fkt_name": "to_text", "RB_assign": {"RB_2": "read"}}
+        d["Functions"] += [{f"Fkt_{10 + i}": dict(reader)} for i in range(n)]
+
+    return mutate
+
+
+MORE_BAD = [
+    (
+        "runtime_nan",
+        _set(("Functions", 0, "Fkt_main", "runtime")),
+        float("nan"),
+        "Functions[0].Fkt_main.runtime: expected a finite number >= 0, got nan",
+    ),
+    (
+        "object_field",
+        _set(("RingBuffer", 0, "RB_1", "data_type", 1)),
+        ["chA", "object"],
+        "RingBuffer[0].RB_1.data_type.1: expected a numeric NumPy type like 'float32' for field 'chA', got 'object'",
+    ),
+    (
+        "S0_field",
+        _set(("RingBuffer", 0, "RB_1", "data_type", 2)),
+        ["chB", "S0"],
+        "RingBuffer[0].RB_1.data_type.2: expected a numeric NumPy type like 'float32' for field 'chB', got 'S0': ",
+    ),
+    (
+        "V0_type",
+        _set(("RingBuffer", 1, "RB_2", "data_type")),
+        "V0",
+        "RingBuffer[1].RB_2.data_type: expected a numeric NumPy type like 'float32' or a mapping {1: [name, type]}, "
+        "got 'V0': ",
+    ),
+    (
+        "metadata_field",
+        _set(("RingBuffer", 1, "RB_2", "data_type", 1)),
+        ["counter", "int64"],
+        "RingBuffer[1].RB_2.data_type.1: field name 'counter' is the name of a metadata column",
+    ),
+    (
+        "channels_2**62",
+        _set(("RingBuffer", 0, "RB_1", "channel_per_slot")),
+        2**62,
+        f"RingBuffer[0].RB_1.channel_per_slot: expected at most {2**32 - 1}, got {2**62}",
+    ),
+    (
+        "channels_1e11",
+        _set(("RingBuffer", 0, "RB_1", "channel_per_slot")),
+        10**11,
+        f"RingBuffer[0].RB_1.channel_per_slot: expected at most {2**32 - 1}, got {10**11}",
+    ),
+    ("slots_1e14", _set(("RingBuffer", 0, "RB_1", "number_of_slots")), 10**14, "RingBuffer[0].RB_1: needs at least "),
+    ("17_readers", _readers(16), None, "RingBuffer[1].RB_2: read by 17 functions (Fkt_3, Fkt_10, "),
+    (
+        "num_process_300",
+        _set(("Functions", 3, "Fkt_3", "num_process")),
+        300,
+        "Functions[3].Fkt_3.num_process: expected at most 256 processes, got 300",
+    ),
+    (
+        "output_below_a_file",
+        _set(("output_directory",)),
+        "chain_setup.yaml/target",
+        "chain_setup.yaml is a file, not a folder; got 'chain_setup.yaml/target'",
+    ),
+    (
+        "buffer_named_1",
+        lambda d, v: d["RingBuffer"].__setitem__(0, {1: d["RingBuffer"][0]["RB_1"]}),
+        None,
+        "RingBuffer[0].1: expected a name (text such as RB_1 or Fkt_1), got 1",
+    ),
+    (
+        "assign_to_1",
+        _set(("Functions", 3, "Fkt_3", "RB_assign")),
+        {1: "read"},
+        "Functions[3].Fkt_3.RB_assign.1: expected a buffer name (text such as RB_1), got 1",
+    ),
+]
+
+
+@pytest.mark.parametrize("mutate,value,message", [b[1:] for b in MORE_BAD], ids=[b[0] for b in MORE_BAD])
+def test_what_the_buffers_cannot_hold_is_a_setup_error(chain, mutate, value, message):
+    d = base(chain)
+    mutate(d, value)
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupError) as info:
+        load_setup(setup)
+    assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
+
+
+RAW_BAD = [
+    ("not_utf8", lambda t: "# caf\xe9\n".encode("latin1") + t.encode(), "setup.yaml: not UTF-8 text"),
+    (
+        "duplicate_key",
+        lambda t: t.replace("RB_assign: {RB_1: read, RB_2: write}", "RB_assign: {RB_1: read, RB_1: write}").encode(),
+        "setup.yaml: Functions[2].Fkt_2.RB_assign.RB_1: appears twice in one mapping (lines 15 and 15)",
+    ),
+    (
+        "second_functions",
+        lambda t: (t + "Functions:\n  - Fkt_1: {}\n").encode(),
+        "setup.yaml: Functions: appears twice in one mapping (lines 12 and 18)",
+    ),
+]
+
+
+@pytest.mark.parametrize("edit,message", [b[1:] for b in RAW_BAD], ids=[b[0] for b in RAW_BAD])
+def test_setup_file_text_problems(chain, tmp_path, edit, message):
+    setup = chain / "setup.yaml"
+    setup.write_bytes(edit((chain / "chain_setup.yaml").read_text()))
+    with pytest.raises(SetupError) as info:
+        load_setup(setup)
+    assert any(message in e for e in info.value.errors), info.value.errors
+    # the command line: exit 2, nothing started, no run folder
+    out = tmp_path / "out"
+    res = run_cli(["run", setup, "--headless", "--output", out], timeout=60)
+    assert res.returncode == 2 and message in res.stderr, res.stderr
+    assert not out.exists() and not (chain / "produced.txt").exists()
+
+
+def test_config_file_text_problems(chain):
+    (chain / "config" / "export.yaml").write_bytes(b"filename: s\xe9lected\n")
+    with pytest.raises(SetupError, match=r"Functions\[3\].Fkt_3.config_file: config file .*export.yaml: not UTF-8"):
+        load_setup(chain / "chain_setup.yaml")
+    (chain / "config" / "export.yaml").write_text("filename: a\nfilename: b\n")
+    with pytest.raises(SetupError, match=r"export.yaml: filename: appears twice in one mapping \(lines 1 and 2\)"):
+        load_setup(chain / "chain_setup.yaml")
+
+
+def test_a_module_that_blocks_when_imported_is_named_and_the_check_goes_on(chain):
+    (chain / "modules" / "stuck.py").write_text("import time\ntime.sleep(60)\n\ndef f(*a, **k):\n    pass\n")
+    d = base(chain)
+    d["Functions"][2]["Fkt_2"]["file_name"] = "modules/stuck"
+    d["Functions"][2]["Fkt_2"]["fkt_name"] = "f"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "to_txet"  # checked after the stuck one
+    with pytest.raises(SetupError) as info:
+        load_setup(write_setup(chain, d), import_timeout=1.0)
+    errors = "\n".join(info.value.errors)
+    assert "Functions[2].Fkt_2.file_name: importing " in errors and "stuck.py did not finish within 1 s" in errors
+    assert "Functions[3].Fkt_3.fkt_name: " in errors and "has no function 'to_txet'" in errors

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Optional, Sequence
 import numpy as np
 
 from mimocorb import mimo_buffer as bm
+from mimocorb.daq.worker import WorkerTerminated, finish_after, interruptible
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,12 @@ class _SlotFiller:
             slot[:] = data
 
     def fill_array(self, slot: np.ndarray, entry: Any) -> None:
-        """Write one result array (structured, plain or scalar) into the slot."""
+        """Write one result array (structured, plain or scalar) into the slot.
+
+        A plain array into a structured buffer holds one row per field, as the data of
+        an import does (``data[i]`` is field ``i``): shape ``(fields, values_per_slot)``;
+        with one value per slot also ``(fields,)``, with one field also ``(values_per_slot,)``.
+        Anything else is refused rather than guessed from its size."""
         names = getattr(getattr(entry, "dtype", None), "names", None)
         if names:
             if not self.fields:
@@ -159,17 +165,34 @@ class _SlotFiller:
                 slot[n] = entry[n]
             return
         if self.fields:
-            arr = np.asarray(entry)
-            if arr.size != len(self.fields) * self.values_per_slot:
-                raise ResultMismatchError(
-                    f"a plain array of shape {arr.shape} cannot go into buffer {self.describe()}: "
-                    f"expected a structured array with (some of) its fields"
-                )
-            arr = arr.reshape(self.values_per_slot, len(self.fields))
+            rows = self._rows_per_field(np.asarray(entry))
             for i, f in enumerate(self.fields):
-                slot[f] = arr[:, i]
+                slot[f] = rows[i]
             return
         slot[:] = entry
+
+    def _rows_per_field(self, arr: np.ndarray) -> np.ndarray:
+        nf, nv = len(self.fields), self.values_per_slot
+        forms = [(nf, nv)]
+        if nv == 1:
+            forms += [(nf,), (1, nf)]
+        if nf == 1:
+            forms += [(nv,)] + ([()] if nv == 1 else [])
+        if arr.shape not in forms:
+            raise ResultMismatchError(
+                f"a plain array of shape {arr.shape} cannot go into buffer {self.describe()}: expected one row "
+                f"per field ({' or '.join(str(f) for f in forms)}) or a structured array with (some of) its fields"
+            )
+        return arr.reshape(nf, nv)
+
+
+def _metadata(md: Any, who: str) -> tuple[int, float, float]:
+    """``(counter, timestamp, deadtime)`` as numbers, checked before a slot is claimed."""
+    try:
+        counter, timestamp, deadtime = md
+        return int(counter), float(timestamp), float(deadtime)
+    except (TypeError, ValueError):
+        raise ResultMismatchError(f"{who}: metadata must be (counter, timestamp, deadtime), got {md!r}") from None
 
 
 def _write_event(src: Any, data: Any, metadata: Any, t_ready: float) -> bool:
@@ -177,21 +200,33 @@ def _write_event(src: Any, data: Any, metadata: Any, t_ready: float) -> bool:
 
     Without metadata the event gets the source's count, the time its data became
     available and the dead-time fraction: time spent writing over the time since the
-    previous event."""
+    previous event. A claimed slot is published by the writer's next claim, so data that
+    fails to go in gives its slot back unpublished (counted abandoned): a failed event
+    is never published, neither now nor in front of the next one."""
+    md = _metadata(metadata, type(src).__name__) if metadata is not None else None
     try:
         slot = src.sink.get_new_buffer()
     except SystemExit:
         return False
-    src._filler.fill_channels(slot, data)
-    src.event_count += 1
-    t_done = time.time()
-    if metadata is None:
-        interval = t_done - src.T_last
-        dead = (t_done - t_ready) / interval if interval > 0 else 0.0
-        src.sink.set_metadata(src.event_count, t_ready, min(max(dead, 0.0), 1.0))
-    else:
-        src.sink.set_metadata(*metadata)
-    src.sink.process_buffer()
+    try:
+        with finish_after():  # a request to finish waits until the event is published
+            try:
+                src._filler.fill_channels(slot, data)
+            except (ResultMismatchError, ValueError, TypeError, IndexError) as exc:
+                raise ResultMismatchError(
+                    f"{type(src).__name__}: data does not fit buffer {src._filler.describe()}: {exc}"
+                ) from exc
+            src.event_count += 1
+            t_done = time.time()
+            if md is None:
+                interval = t_done - src.T_last
+                dead = (t_done - t_ready) / interval if interval > 0 else 0.0
+                md = (src.event_count, t_ready, min(max(dead, 0.0), 1.0))
+            src.sink.set_metadata(*md)
+            src.sink.process_buffer()
+    except BaseException:
+        src.sink.discard()  # no-op once published
+        raise
     src.T_last = t_done
     return True
 
@@ -325,15 +360,24 @@ class _ReaderAccess(_Access):
         """Every event of this process's share of the source, until the end of the run.
 
         Yields ``(data, metadata)``: a read-only view of the slot (valid until the
-        next event is taken) and ``(counter, timestamp, deadtime)``.
+        next event is taken) and ``(counter, timestamp, deadtime)``. Taking the next
+        event hands the previous one back (consumed).
         """
+        yield from self.events_or_idle(None)
+
+    def events_or_idle(self, idle: Optional[float]) -> Iterator[Optional[tuple[np.ndarray, tuple]]]:
+        """Like :meth:`events`, but yields None after every ``idle`` seconds without an event
+        (for periodic work such as flushing a file; ``idle=None``: never)."""
         while True:
             try:
-                data = self.source.get()
-            except SystemExit:
+                data = self.source.get() if idle is None else self.source.get_timeout(idle)
+            except SystemExit:  # the end of the run, or a request to finish while waiting (nothing held)
                 return
             if data is None:
-                return
+                if idle is None:
+                    return
+                yield None
+                continue
             yield data, self.source.get_metadata()
 
 
@@ -419,6 +463,8 @@ class rbTransfer(_ReaderAccess):
                 f"{self._where()}: returned {type(result).__name__} but there is no sink to "
                 f"write it to; return None or assign a buffer with 'write'"
             )
+        if isinstance(result, (int, np.integer)) and not isinstance(result, bool):
+            result = True  # 1.x: a number (not in a list) means "copy the input event"
         return [result] + [None] * (n - 1)
 
     def _copy_input(self, slot: np.ndarray, data: np.ndarray, filler: _SlotFiller) -> None:
@@ -434,47 +480,51 @@ class rbTransfer(_ReaderAccess):
                 if e is not None:
                     self._write(i, e, data, md)
             return
-        copy_input = (
-            entry is True or entry is data or (isinstance(entry, (int, np.integer)) and not isinstance(entry, bool))
-        )
+        copy_input = entry is True or entry is data
         if copy_input and data.dtype == filler.dtype and data.shape == (filler.values_per_slot,):
-            slot = writer.get_new_buffer()  # the common case: one copy, cannot fail
-            slot[:] = data
+            event = data  # the common case: one copy, cannot fail
         else:
             # build the event aside first: a slot once claimed is published, so it must not be left half-filled
-            scratch = self._scratch[i]
+            event = self._scratch[i]
             try:
                 if copy_input:
-                    self._copy_input(scratch, data, filler)
+                    self._copy_input(event, data, filler)
                 else:
-                    filler.fill_array(scratch, entry)
+                    filler.fill_array(event, entry)
             except (ResultMismatchError, ValueError, TypeError, IndexError) as exc:
                 what = "the input event" if copy_input else f"result entry {i} ({_describe_value(entry)})"
                 raise ResultMismatchError(
                     f"{self._where()}: {what} does not fit sink {filler.describe()}: {exc}"
                 ) from exc
+        with interruptible():  # waiting for space: a request to finish ends the wait (nothing claimed then)
             slot = writer.get_new_buffer()
-            slot[:] = scratch
-        writer.set_metadata(*md)
-        writer.process_buffer()
-        self.written[i] += 1
+        with finish_after():  # a claimed slot is always filled and published
+            slot[:] = event
+            writer.set_metadata(*md)
+            writer.process_buffer()
+            self.written[i] += 1
 
     def __call__(self) -> None:
+        handed_on = True  # the event in hand (if any) went to every sink it was meant for
         try:
             for data, md in self.events():
+                handed_on = False
                 self.event_count += 1
-                result = self.filter(data)
-                if result is None or result is False:
-                    continue
-                for i, entry in enumerate(self._entries(result)):
-                    if entry is not None and entry is not False:
-                        self._write(i, entry, data, md)
+                result = self.filter(data)  # a request to finish here leaves the event unprocessed (held)
+                with finish_after():  # ... while it is written to the sinks, it waits until the event is handed on
+                    if result is not None and result is not False:
+                        for i, entry in enumerate(self._entries(result)):
+                            if entry is not None and entry is not False:
+                                self._write(i, entry, data, md)
+                    handed_on = True
+        except WorkerTerminated:
+            # asked to finish: an event completely handed on counts as consumed; one cut short
+            # stays held, so the buffer's owner counts it lost when this process ends
+            if handed_on:
+                self.source.release()
+            raise
         except SystemExit:
             pass  # a sink ended the run
-        finally:
-            release = getattr(self.source, "release", None)
-            if release is not None:
-                release()
 
 
 class rbProcess(rbTransfer):

@@ -1,6 +1,12 @@
 """Exporters: write the events of a buffer to files in the run folder.
 
-Three formats, each one file per run and exporter process:
+Three formats, each one file per run and exporter process. An exporter function with
+``num_process: N > 1`` shares its buffer's events among N processes; each writes its own
+complete file, named ``<filename>-<k>.<suffix>`` for k = 1..N (with one process:
+``<filename>.<suffix>``), and together they hold every event once. A file is created
+only if it does not exist yet, so two exporters can never write into one file. Each
+exporter reports its file and its number of events to the run control, which lists
+them in ``summary.json``.
 
 - text table (:class:`rb_toTxtfile`, :class:`TextTableWriter`): one row per event,
   metadata columns (counter, timestamp, deadtime) then the fields; tab-separated
@@ -14,6 +20,10 @@ Three formats, each one file per run and exporter process:
   file of records ``(counter, timestamp, deadtime, data[values_per_slot])`` that
   ``numpy.load`` reads back. Its header is rewritten at least once a second, so the file
   is valid (holding the events up to the last rewrite) even if the process is killed.
+
+"At least once a second" holds also when no event comes: the exporters wait for events
+with a bound and flush while idle. A request to finish (SIGTERM) lets the event in hand
+be written completely first; the file is then closed properly.
 
 Config keys of the exporter classes: ``filename`` (default: the buffer name),
 ``directory_prefix`` (set by the run control), ``header_alias`` and ``sep`` (text),
@@ -31,13 +41,44 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from mimocorb.daq.access import METADATA_DTYPE, _ReaderAccess
+from mimocorb.daq.run_log import report_output
+from mimocorb.daq.worker import WorkerTerminated, current_worker, finish_after
 
 logger = logging.getLogger(__name__)
 
 METADATA_COLUMNS = list(METADATA_DTYPE.names)
 
 
-class TextTableWriter:
+def _create(path: Path, mode: str) -> Any:
+    """Open a new file; an existing one is an error (two writers of one file corrupt it)."""
+    try:
+        return open(path, mode.replace("w", "x"), **({"buffering": 1 << 16} if "b" not in mode else {}))
+    except FileExistsError:
+        raise FileExistsError(
+            f"{path} exists already: another exporter (or exporter process) writes a file of this name; "
+            f"give each exporter its own 'filename'"
+        ) from None
+
+
+class _Flushing:
+    """Flush at least every ``flush_interval`` seconds: after a write, and when called idle."""
+
+    flush_interval: float
+    _last_flush: float
+
+    def flush(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def _flush_if_due(self) -> None:
+        if time.monotonic() - self._last_flush >= self.flush_interval:
+            self.flush()
+
+    def idle(self) -> None:
+        """Called while no event comes: flush if the interval has passed."""
+        self._flush_if_due()
+
+
+class TextTableWriter(_Flushing):
     """A delimited text table with a header line, flushed at least every ``flush_interval`` s."""
 
     def __init__(self, path: str | os.PathLike, columns: Sequence[str], sep: str = "\t", flush_interval: float = 1.0):
@@ -46,7 +87,10 @@ class TextTableWriter:
         self.columns = list(columns)
         self.flush_interval = flush_interval
         self.rows = 0
-        self._file = open(self.path, "w", buffering=1 << 16)
+        if len(set(self.columns)) != len(self.columns):
+            twice = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise ValueError(f"{self.path.name}: column names {twice} appear twice; a header must name each once")
+        self._file = _create(self.path, "w")
         self._file.write(sep.join(self.columns) + "\n")
         self._file.flush()
         self._last_flush = time.monotonic()
@@ -60,10 +104,12 @@ class TextTableWriter:
             )
         self._file.write(self.sep.join(map(str, values)) + "\n")
         self.rows += 1
-        now = time.monotonic()
-        if now - self._last_flush >= self.flush_interval:
-            self._file.flush()
-            self._last_flush = now
+        self._flush_if_due()
+
+    def flush(self) -> None:
+        """Write what is buffered to the file."""
+        self._file.flush()
+        self._last_flush = time.monotonic()
 
     def close(self) -> None:
         if not self._file.closed:
@@ -81,7 +127,7 @@ def _field_layout(dtype: np.dtype) -> list[tuple[str, Optional[str]]]:
     return [(n, n) for n in dtype.names] if dtype.names else [("data", None)]
 
 
-class ParquetTableWriter:
+class ParquetTableWriter(_Flushing):
     """One Parquet file per run, written in row groups of ``row_group_size`` events.
 
     Parameters
@@ -123,15 +169,18 @@ class ParquetTableWriter:
             t = pa.from_numpy_dtype(self.dtype[fld] if fld else self.dtype)
             fields.append(pa.field(col, t if self.values_per_slot == 1 else pa.list_(t, self.values_per_slot)))
         self.schema = pa.schema(fields)
-        self._writer = pq.ParquetWriter(str(self.path), self.schema)
+        self._sink = _create(self.path, "wb")
+        self._writer = pq.ParquetWriter(self._sink, self.schema)
 
     def append(self, metadata: Sequence[float], data: np.ndarray) -> None:
         """Buffer one event (copied); a full row group is written out."""
         self._md[self._n] = tuple(metadata)
         self._data[self._n] = data
         self._n += 1
-        if self._n >= self.row_group_size or time.monotonic() - self._last_flush >= self.flush_interval:
+        if self._n >= self.row_group_size:
             self.flush()
+        else:
+            self._flush_if_due()
 
     def flush(self) -> None:
         """Write the buffered events as one row group."""
@@ -158,8 +207,11 @@ class ParquetTableWriter:
             try:
                 self.flush()
             finally:
-                self._writer.close()
-                self._writer = None
+                try:
+                    self._writer.close()  # writes the footer: only now is the file readable
+                finally:
+                    self._writer = None
+                    self._sink.close()
 
     def __enter__(self) -> ParquetTableWriter:
         return self
@@ -168,7 +220,7 @@ class ParquetTableWriter:
         self.close()
 
 
-class NpyWaveformWriter:
+class NpyWaveformWriter(_Flushing):
     """Append records to a ``.npy`` file whose header (the record count) is kept up to date.
 
     The header has a fixed length, so it is rewritten in place at least every
@@ -188,7 +240,7 @@ class NpyWaveformWriter:
         self._version = (1, 0) if longest + 10 < 65535 else (2, 0)
         prefix = 10 if self._version == (1, 0) else 12
         self._header_len = ((prefix + longest + 63) // 64) * 64
-        self._file = open(self.path, "wb")
+        self._file = _create(self.path, "wb")
         self._write_header()
         self._last_flush = time.monotonic()
 
@@ -209,8 +261,7 @@ class NpyWaveformWriter:
         rec["data"][0] = data
         self._file.write(rec.tobytes())
         self.rows += 1
-        if time.monotonic() - self._last_flush >= self.flush_interval:
-            self.flush()
+        self._flush_if_due()
 
     def flush(self) -> None:
         """Make the file on disk valid up to the last appended record."""
@@ -234,7 +285,11 @@ class NpyWaveformWriter:
 
 
 class _FileExporter(_ReaderAccess):
-    """Base of the exporter access classes: output path from the config."""
+    """Base of the exporter access classes: output path from the config, the export loop.
+
+    Subclasses set ``suffix`` and define ``_open()`` (the file writer) and
+    ``_put(out, data, metadata)`` (one event into it).
+    """
 
     suffix = ""
 
@@ -248,9 +303,47 @@ class _FileExporter(_ReaderAccess):
         prefix = self.config_dict.get("directory_prefix", ".")
         self.filename = str(self.config_dict.get("filename", self.source_name))
         self.flush_interval = float(self.config_dict.get("flush_interval", 1.0))
-        self.path = Path(prefix) / (self.filename + self.suffix)
+        worker = current_worker()
+        # several processes of one exporter share the events: each writes its own file
+        stem = self.filename if worker is None or worker.count == 1 else f"{self.filename}-{worker.index}"
+        self.path = Path(prefix) / (stem + self.suffix)
         self.dtype = np.dtype(self.source.dtype)
         self.values_per_slot = int(self.source.values_per_slot)
+        clash = [n for n in (self.dtype.names or ()) if n in METADATA_COLUMNS]
+        if clash:
+            raise ValueError(
+                f"{type(self).__name__}: buffer {self.source_name} has fields named like the metadata columns "
+                f"({', '.join(clash)}); its file would have two columns of one name: rename the fields"
+            )
+
+    def _open(self) -> Any:  # pragma: no cover - every exporter defines it
+        raise NotImplementedError
+
+    def _put(self, out: Any, data: np.ndarray, md: tuple) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self) -> None:
+        written = True  # the event in hand (if any) is in the file
+        out = self._open()
+        try:
+            with out:
+                for item in self.events_or_idle(self.flush_interval):
+                    if item is None:
+                        out.idle()  # no event for a while: the file is still flushed on time
+                        continue
+                    written = False
+                    with finish_after():  # a request to finish waits until the event is in the file
+                        self._put(out, *item)
+                        written = True
+        except WorkerTerminated:
+            if written:
+                self.source.release()  # it is in the file: it counts as consumed
+            raise
+        finally:
+            report_output(str(out.path), out.rows, self.source_name)
+            self.logger.info(
+                "%s: %d events from %s written to %s", type(self).__name__, out.rows, self.source_name, out.path
+            )
 
 
 class rb_toTxtfile(_FileExporter):
@@ -274,13 +367,13 @@ class rb_toTxtfile(_FileExporter):
         names = METADATA_COLUMNS + [c for c, _ in _field_layout(self.dtype)]
         self.header = [str(alias.get(n, n)) for n in names]
 
-    def __call__(self) -> None:
-        with TextTableWriter(self.path, self.header, self.sep, self.flush_interval) as out:
-            for data, md in self.events():
-                rec = data[0]
-                values = list(rec) if self.dtype.names else [rec]
-                out.write([int(md[0]), repr(float(md[1])), repr(float(md[2])), *values])
-        self.logger.info("rb_toTxtfile: %d events from %s written to %s", out.rows, self.source_name, self.path)
+    def _open(self) -> TextTableWriter:
+        return TextTableWriter(self.path, self.header, self.sep, self.flush_interval)
+
+    def _put(self, out: TextTableWriter, data: np.ndarray, md: tuple) -> None:
+        rec = data[0]
+        values = list(rec) if self.dtype.names else [rec]
+        out.write([int(md[0]), repr(float(md[1])), repr(float(md[2])), *values])
 
 
 class rb_toParquetfile(_FileExporter):
@@ -292,13 +385,11 @@ class rb_toParquetfile(_FileExporter):
         super().__init__(source_list, config_dict, **rb_info)
         self.row_group_size = int(self.config_dict.get("row_group_size", 1000))
 
-    def __call__(self) -> None:
-        with ParquetTableWriter(
-            self.path, self.dtype, self.values_per_slot, self.row_group_size, self.flush_interval
-        ) as out:
-            for data, md in self.events():
-                out.append(md, data)
-        self.logger.info("rb_toParquetfile: %d events from %s written to %s", out.rows, self.source_name, self.path)
+    def _open(self) -> ParquetTableWriter:
+        return ParquetTableWriter(self.path, self.dtype, self.values_per_slot, self.row_group_size, self.flush_interval)
+
+    def _put(self, out: ParquetTableWriter, data: np.ndarray, md: tuple) -> None:
+        out.append(md, data)
 
 
 class rb_toWaveformfile(_FileExporter):
@@ -306,8 +397,8 @@ class rb_toWaveformfile(_FileExporter):
 
     suffix = ".npy"
 
-    def __call__(self) -> None:
-        with NpyWaveformWriter(self.path, self.dtype, self.values_per_slot, self.flush_interval) as out:
-            for data, md in self.events():
-                out.append(md, data)
-        self.logger.info("rb_toWaveformfile: %d events from %s written to %s", out.rows, self.source_name, self.path)
+    def _open(self) -> NpyWaveformWriter:
+        return NpyWaveformWriter(self.path, self.dtype, self.values_per_slot, self.flush_interval)
+
+    def _put(self, out: NpyWaveformWriter, data: np.ndarray, md: tuple) -> None:
+        out.append(md, data)

@@ -4,10 +4,29 @@
 the run folder and the buffers, starts one process per worker (consumers before the
 sources), shows a live status and ends the run when the run time or event count is
 reached, the sources are exhausted, a worker fails, or on Ctrl-C, SIGTERM or the
-operator's command. The buffers are then shut down in data-flow order -- each one's
-``shutdown()`` delivers what was published, then its readers' processes are joined
-before the next buffer -- so nothing published is lost; every process is joined with a
-bounded wait (terminated, then killed if need be) and a summary is written.
+operator's command.
+
+The end of a run goes buffer by buffer in data-flow order, each a stage with one
+deadline (``shutdown_timeout``) shared by everything that waits in it:
+
+1. the buffer's writers claim no new slot (an event limit at the current count), and
+   those that claimed one -- a source blocked on a full buffer -- publish it;
+2. ``shutdown()`` delivers what was published to every reader group with a live member;
+3. the processes whose inputs have all ended are waited for together; late ones are asked
+   to finish (SIGTERM), then killed (:func:`~mimocorb.daq.processes.end_workers`).
+
+A second Ctrl-C (or SIGTERM) cuts the waits still running short; the processes still
+get their grace period after SIGTERM to close their files. A worker that had to be
+asked to finish or killed counts as failed (exit code 1) and the summary names what it
+held. Whatever ends the run -- also Ctrl-C during the set-up -- the run folder gets its
+``summary.json``.
+
+While the run goes on, a consuming function whose processes have all ended (returned
+early, or failed) has its reader groups *retired*: they stop holding back the writers,
+and what they left unconsumed, and what is published afterwards, counts as lost for
+them (cause ``orphaned``). The run says so (a message, the run log, ``summary.json``).
+A failed consumer's groups are retired as well, or its source would block on a full
+buffer until the run's end.
 
 The run control methods (:meth:`RunControl.pause`, :meth:`~RunControl.resume`,
 :meth:`~RunControl.stop`, :meth:`~RunControl.status`) are thread-safe, so a control
@@ -17,98 +36,34 @@ window in the main process can drive a run that :meth:`~RunControl.run` executes
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
-import os
 import signal
 import sys
 import threading
 import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
+from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
-from mimocorb.daq.run_log import WORKER_LOGGER, RunLog, flush_worker_streams, report_failure, setup_worker_logging
-from mimocorb.daq.setup_file import DAQSetup, FunctionSpec, load_setup
+from mimocorb.daq.run_log import RunLog
+from mimocorb.daq.setup_file import DAQSetup, SetupError, load_setup, output_directory_problem
+from mimocorb.daq.shutdown import StagedEnd
 from mimocorb.daq.status import (
     BufferSnapshot,
-    BufferTotals,
+    BufferWatch,
     RunStatus,
     StatsRecorder,
     WorkerState,
     format_status,
     format_summary,
-    read_buffer,
 )
-from mimocorb.daq.user_code import load_function
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
-HEADLESS_ENV = "MIMOCORB_HEADLESS"
-
-
-def _worker_main(
-    name: str,
-    module_path: str,
-    fkt_name: str,
-    search_paths: list[str],
-    source_list,
-    sink_list,
-    observe_list,
-    config_dict: dict,
-    rb_info: dict,
-    log_queue: Any,
-    log_level: int,
-) -> None:
-    """Entry point of every worker process (fork and spawn)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process drives the orderly shutdown
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-    setup_worker_logging(log_queue, name, log_level)
-    log = logging.getLogger(WORKER_LOGGER)
-    code = 0
-    try:
-        fn = load_function(Path(module_path), fkt_name, search_paths)
-        log.debug("worker %s starts %s", name, fkt_name)
-        fn(source_list, sink_list, observe_list, config_dict, **rb_info)
-    except SystemExit as exc:  # the buffers end worker loops with SystemExit; sys.exit() ends a source
-        if exc.code not in (None, 0):
-            code = exc.code if isinstance(exc.code, int) else 1
-            report_failure(name, f"SystemExit({exc.code!r})")
-    except BaseException:  # noqa: BLE001 - report anything, with its traceback
-        report_failure(name, traceback.format_exc())
-        code = 1
-    finally:
-        flush_worker_streams()
-    sys.exit(code)
-
-
-@dataclass
-class Worker:
-    """One worker process of the run."""
-
-    name: str
-    spec: FunctionSpec
-    process: Any
-    reads: list[str]
-    writes: list[str]
-    observes: list[str]
-    joined: bool = False
-    terminated: bool = False
-    noticed: bool = False
-    error: Optional[str] = None
-
-    @property
-    def is_source(self) -> bool:
-        return not self.reads and not self.observes and bool(self.writes)
-
-    @property
-    def failed(self) -> bool:
-        code = self.process.exitcode
-        return self.error is not None or (code is not None and code != 0 and not self.terminated)
 
 
 def flow_order(setup: DAQSetup) -> list[str]:
@@ -162,12 +117,14 @@ class RunControl:
     status_interval : float
         Seconds between status lines and statistics rows.
     shutdown_timeout : float
-        Bound for each buffer's shutdown and each process join at the end.
+        Bound of each stage of the end of the run (one per buffer, see the module notes).
 
     Raises
     ------
     SetupError
-        If the setup file is invalid.
+        If the setup file or an option is invalid.
+    KeyboardInterrupt
+        Ctrl-C while the setup file is checked (nothing exists yet).
     """
 
     def __init__(
@@ -191,6 +148,12 @@ class RunControl:
         self.setup_spec = load_setup(self.setup_file)
         self.runtime = float(runtime if runtime is not None else self.setup_spec.runtime)
         self.runevents = int(runevents if runevents is not None else self.setup_spec.runevents)
+        if not math.isfinite(self.runtime) or self.runtime < 0:
+            raise SetupError([f"runtime: expected a finite number of seconds >= 0, got {self.runtime}"])
+        if output_directory is not None:
+            problem = output_directory_problem(Path(output_directory))
+            if problem:
+                raise SetupError([f"output directory {output_directory}: {problem}"])
         self.output_directory = (
             Path(output_directory) if output_directory is not None else self.setup_spec.output_directory
         )
@@ -210,19 +173,23 @@ class RunControl:
         self.workers: list[Worker] = []
         self.order: list[str] = flow_order(self.setup_spec)
         self.failures: dict[str, str] = {}
+        self.files: list[dict] = []  # what the exporters wrote: {path, worker, buffer, events}
 
         self._lock = threading.RLock()
         self._stop_requested = False
         self._hurry = False
+        self._setup_failed = False
         self._run_log: Optional[RunLog] = None
         self._stats: Optional[StatsRecorder] = None
-        self._totals = BufferTotals()
+        self._watch = BufferWatch(self.buffers, self.order)
         self._status = RunStatus("init", 0.0, 0.0)
         self._t_start = 0.0
+        self._t_stop: Optional[float] = None
         self._wall_start = 0.0
         self._paused_total = 0.0
         self._pause_start: Optional[float] = None
-        self._window: dict[str, tuple[int, float, float]] = {}
+        self._claim_limits: dict[str, int] = {}  # buffer -> the event limit the run control set
+        self._retired: dict[tuple[str, int], str] = {}  # (buffer, group) -> the function that ended
         self._shut_down = False
 
     # ------------------------------------------------------------------ set-up
@@ -239,9 +206,22 @@ class RunControl:
         return out or self.order[:1]
 
     def setup(self) -> None:
-        """Create the run folder, the buffers and the (not yet started) worker processes."""
+        """Create the run folder, the buffers and the (not yet started) worker processes.
+
+        If anything goes wrong here -- also Ctrl-C -- what was made is released and the
+        run folder gets its ``summary.json`` before the exception is raised."""
         if self.state != "init":
             raise RuntimeError(f"setup() was already called (state {self.state!r})")
+        try:
+            self._setup()
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            self._setup_failed = not interrupted
+            self.stop("interrupted (Ctrl-C) during set-up" if interrupted else f"set-up failed: {exc}")
+            self._shutdown()
+            raise
+
+    def _setup(self) -> None:
         from mimocorb.mimo_buffer import NewBuffer
 
         s = self.setup_spec
@@ -255,45 +235,16 @@ class RunControl:
             self._on_failure,
             verbose=self.verbose,
             debug=self.debug,
+            on_output=self._on_output,
         )
         self._run_log.attach_main()
-        for w in s.warnings:
-            logger.warning("%s", w)
-        try:
-            for b in s.buffers:
-                self.buffers[b.name] = NewBuffer(b.number_of_slots, b.values_per_slot, b.dtype, name=b.name)
-            search = [str(s.directory)]
-            for f in s.functions:
-                reads, writes, observes = f.buffers("read"), f.buffers("write"), f.buffers("observe")
-                source_list = [self.buffers[b].new_reader_group() for b in reads] or None
-                sink_list = [self.buffers[b].new_writer() for b in writes] or None
-                observe_list = [self.buffers[b].new_observer() for b in observes] or None
-                config = dict(f.config)
-                config["directory_prefix"] = self.run_folder.prefix
-                for i in range(f.num_process):
-                    name = f.fkt_name if f.num_process == 1 else f"{f.fkt_name}-{i + 1}"
-                    p = self.ctx.Process(
-                        target=_worker_main,
-                        name=name,
-                        args=(
-                            name,
-                            str(f.module_path),
-                            f.fkt_name,
-                            search,
-                            source_list,
-                            sink_list,
-                            observe_list,
-                            config,
-                            dict(f.rb_assign),
-                            self._run_log.queue,
-                            self._run_log.level,
-                        ),
-                    )
-                    self.workers.append(Worker(name, f, p, reads, writes, observes))
-        except BaseException:
-            self._close_buffers()
-            self._run_log.stop()
-            raise
+        for w in s.warnings:  # already shown on the terminal when the file was checked
+            self._run_log.note(logging.WARNING, w)
+        for b in s.buffers:
+            self.buffers[b.name] = NewBuffer(b.number_of_slots, b.values_per_slot, b.dtype, name=b.name)
+        self.workers.extend(
+            make_workers(self.ctx, s, self.buffers, self.run_folder.prefix, self._run_log.queue, self._run_log.level)
+        )
         self._stats = StatsRecorder(self.run_folder.stats_file)
         self.state = "ready"
         self._status = RunStatus("ready", 0.0, 0.0, workers=self._worker_states())
@@ -332,19 +283,26 @@ class RunControl:
         with self._lock:
             if self.state != "paused":
                 return
-            for b in self.source_buffers:
-                self.buffers[b].resume()
-            if self._pause_start is not None:
-                self._paused_total += time.monotonic() - self._pause_start
-                self._pause_start = None
+            self._unpause()
             self.state = "running"
         logger.info("run resumed")
         self.console.message("resumed", level=1)
+
+    def _unpause(self) -> None:
+        """Clear the pause flag; the pause counts until now, or until the stop if that came first."""
+        for b in self.source_buffers:
+            if b in self.buffers:
+                self.buffers[b].resume()
+        if self._pause_start is not None:
+            end = self._t_stop if self._t_stop is not None else time.monotonic()
+            self._paused_total += max(0.0, end - self._pause_start)
+            self._pause_start = None
 
     def stop(self, reason: str = "stopped by operator") -> None:
         """Ask the run to end; :meth:`run` then shuts everything down in order. Safe from signal handlers."""
         if not self._stop_requested:
             self.stop_reason = reason
+            self._t_stop = time.monotonic()  # data taking ends here: the active time stops counting
             self._stop_requested = True
 
     def end(self, twait: float = 3.0) -> None:
@@ -352,8 +310,14 @@ class RunControl:
         if self.state in ("running", "paused"):
             self.stop("ended by end()")
         elif self.state == "ready":
-            self.stop_reason = self.stop_reason or "ended before start"
-            self._shutdown()
+            self.abort("ended before start")
+
+    def abort(self, reason: str) -> int:
+        """End the run from outside :meth:`run` (e.g. Ctrl-C between :meth:`setup` and :meth:`run`);
+        returns the exit code. Writes the summary like any other ending."""
+        self.stop(reason)
+        self._shutdown()
+        return self.exit_code if self.exit_code is not None else 1
 
     def status(self) -> RunStatus:
         """The latest status snapshot (taken by the run loop every ``status_interval``)."""
@@ -361,42 +325,46 @@ class RunControl:
             return self._status
 
     def active_time(self) -> float:
-        """Seconds of data taking so far, pauses excluded."""
+        """Seconds of data taking, pauses excluded, until the stop was requested."""
         if not self._t_start:
             return 0.0
-        now = time.monotonic()
-        paused = self._paused_total + (now - self._pause_start if self._pause_start is not None else 0.0)
-        return now - self._t_start - paused
+        end = self._t_stop if self._t_stop is not None else time.monotonic()
+        paused = self._paused_total + (max(0.0, end - self._pause_start) if self._pause_start is not None else 0.0)
+        return max(0.0, end - self._t_start - paused)
 
     # -------------------------------------------------------------------- run
     def run(self) -> int:
-        """Start the workers, run until the end condition, shut down; return the exit code (0: all well)."""
-        if self.state == "init":
-            self.setup()
-        if self.state != "ready":
-            raise RuntimeError(f"run() needs a set-up run, state is {self.state!r}")
+        """Set up (if not done yet), start the workers, run until the end condition, shut down;
+        return the exit code (0: all well). Ctrl-C and SIGTERM are handled from the start."""
         restore = self._install_signal_handlers()
-        keys = KeyboardControl(self._on_key)
+        keys: Optional[KeyboardControl] = None
         try:
-            if self.runevents > 0 and len(self.source_buffers) == 1:
-                # exact: the source's writers stop at the count (the loop below checks it too)
-                self.buffers[self.source_buffers[0]].set_event_limit(self.runevents)
-            self._start_workers()
-            if self.runtime > 0:
-                self.console.message(f"run ends after {self.runtime:g} s", level=1)
-            if self.runevents > 0:
-                self.console.message(f"run ends after {self.runevents} events", level=1)
-            if not self.headless and self.setup_spec.kbd_control and keys.start():
-                self.console.message(KEY_HELP, level=1)
-            self._loop()
-        except KeyboardInterrupt:
+            if self.state == "init":
+                self.setup()
+            if self.state != "ready":
+                raise RuntimeError(f"run() needs a set-up run, state is {self.state!r}")
+            if not self._stop_requested:  # Ctrl-C during the set-up: nothing is started
+                if self.runevents > 0 and len(self.source_buffers) == 1:
+                    # exact: the source's writers stop at the count (the loop below checks it too)
+                    self._limit_claims(self.source_buffers[0], self.runevents)
+                self._start_workers()
+                if self.runtime > 0:
+                    self.console.message(f"run ends after {self.runtime:g} s", level=1)
+                if self.runevents > 0:
+                    self.console.message(f"run ends after {self.runevents} events", level=1)
+                keys = KeyboardControl(self._on_key)
+                if not self.headless and self.setup_spec.kbd_control and keys.start():
+                    self.console.message(KEY_HELP, level=1)
+                self._loop()
+        except KeyboardInterrupt:  # only when the handlers could not be installed (not the main thread)
             self.stop("interrupted (Ctrl-C)")
         except BaseException as exc:
             self.stop(f"run control error: {type(exc).__name__}: {exc}")
             logger.exception("run control error")
             raise
         finally:
-            keys.stop()
+            if keys is not None:
+                keys.stop()
             try:
                 self._shutdown()
             finally:
@@ -409,8 +377,9 @@ class RunControl:
         old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
         def handler(signum, frame):
+            # only flags here: the main thread may be anywhere (also inside a write to the log)
             if self._stop_requested:
-                self._hurry = True  # a second Ctrl-C: shorter waits, still orderly
+                self._hurry = True  # a second Ctrl-C: the waits still running are cut short
                 return
             self.stop("interrupted (Ctrl-C)" if signum == signal.SIGINT else "terminated (SIGTERM)")
 
@@ -429,43 +398,33 @@ class RunControl:
     def _on_failure(self, worker: str, tb: str) -> None:
         self.failures[worker] = tb
 
+    def _on_output(self, worker: str, path: str, events: int, buffer: str) -> None:
+        self.files.append({"path": path, "worker": worker, "buffer": buffer, "events": int(events)})
+
+    def _announce(self, text: str, level: int = logging.WARNING) -> None:
+        """Tell the operator (console) and the run log, once each."""
+        self.console.message(text)
+        if self._run_log is not None:
+            self._run_log.note(level, text)
+
+    def _limit_claims(self, name: str, n: int) -> None:
+        """Let the writers of ``name`` claim no slot past the n-th (never raising a lower limit)."""
+        n = min(n, self._claim_limits.get(name, n))
+        if n >= 1 and n != self._claim_limits.get(name):
+            self.buffers[name].set_event_limit(n)
+            self._claim_limits[name] = n
+
     def _start_workers(self) -> None:
-        pos = {b: i for i, b in enumerate(self.order)}
-
-        def rank(w: Worker) -> int:  # consumers of the last buffers first, the sources last
-            inputs = w.reads + w.observes
-            return max((pos[b] for b in inputs), default=-1)
-
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # children start with them ignored
-        env_before = os.environ.get(HEADLESS_ENV)
-        if self.headless:  # inherited by fork and spawn alike; restored below
-            os.environ[HEADLESS_ENV] = "1"
         try:
-            for w in sorted(self.workers, key=rank, reverse=True):
-                w.process.start()
-                logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+            start_workers(self.workers, self.order, self.headless)
         finally:
-            if env_before is None:
-                os.environ.pop(HEADLESS_ENV, None)
-            else:
-                os.environ[HEADLESS_ENV] = env_before
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
-            self._run_log.start()
+            self._run_log.start()  # after the forks: no thread is running while a worker is forked
         self._t_start = time.monotonic()
         with self._lock:
             self.state = "running"
         self.console.message(f"{len(self.workers)} workers started {time.strftime('%Y-%m-%d %H:%M:%S')}", level=1)
 
-    def _snapshot(self) -> list[BufferSnapshot]:
-        snaps = []
-        for name in self.order:
-            try:
-                snaps.append(read_buffer(name, self.buffers[name]))
-            except Exception as exc:  # noqa: BLE001 - a status read must never end the run
-                logger.debug("status of %s failed: %s", name, exc)
-        self._totals.add(snaps)
-        return snaps
-
+    # ----------------------------------------------------------------- status
     def _worker_states(self) -> list[WorkerState]:
         return [
             WorkerState(w.name, w.spec.fkt_name, w.process.pid, w.process.is_alive(), w.process.exitcode)
@@ -478,12 +437,16 @@ class RunControl:
             if code is None or w.noticed:
                 continue
             w.noticed = True
-            if code != 0:
-                what = f"exit code {code}" if code > 0 else f"signal {-code}"
-                self.console.message(f"worker {w.name} failed ({what}); traceback in {self.run_folder.log_file}")
+            if code > 0:
+                self._announce(f"worker {w.name} failed (exit code {code}); traceback in {self.run_folder.log_file}")
+                self.stop(f"worker {w.name} failed")
+            elif code < 0:
+                held = describe_held(self._watch.last_held.get(w.process.pid, []))
+                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
                 self.stop(f"worker {w.name} failed")
             else:
                 logger.info("worker %s ended", w.name)
+        self._retire_ended_consumers()
         sources = [w for w in self.workers if w.is_source]
         if sources and all(w.process.exitcode == 0 for w in sources):
             limit = self.runevents > 0 and len(self.source_buffers) == 1
@@ -492,12 +455,35 @@ class RunControl:
             else:
                 self.stop("source exhausted")
 
+    def _retire_ended_consumers(self) -> None:
+        """A consuming function whose processes have all ended (returned, or failed) stops holding back
+        its buffers' writers: its reader groups are retired (what they miss counts as lost)."""
+        functions: dict[str, list[Worker]] = {}
+        for w in self.workers:
+            functions.setdefault(w.spec.key, []).append(w)
+        for procs in functions.values():
+            first = procs[0]
+            if any(w.process.exitcode is None for w in procs):
+                continue
+            for b, g in first.groups.items():
+                if (b, g) in self._retired:
+                    continue
+                buf = self.buffers[b]
+                buf.stats()  # reap first: what a dead member held counts as lost to a dead reader
+                buf.retire_group(g)
+                self._retired[(b, g)] = first.spec.key
+                self._announce(
+                    f"{first.spec.fkt_name} ({first.spec.key}) has ended while the run goes on: its reader group "
+                    f"{g} of {b} no longer holds back the writers; what it left and what comes from now on "
+                    f"counts as lost for it"
+                )
+
     def _loop(self) -> None:
         next_status = time.monotonic()
         last = {}
         while not self._stop_requested:
             self._check_workers()
-            snaps = self._snapshot()
+            snaps = self._watch.snapshot()
             now = time.monotonic()
             for b in snaps:
                 last[b.name] = b
@@ -518,14 +504,7 @@ class RunControl:
 
     def _publish_status(self, snaps: list[BufferSnapshot], show: bool = True) -> None:
         """Status over the last interval: rates from event counts, dead time event-weighted."""
-        out = []
-        now = time.monotonic()
-        for b in snaps:
-            events0, dead0, t0 = self._window.get(b.name, (0, 0.0, self._t_start))
-            rate = (b.events - events0) / (now - t0) if now > t0 else 0.0
-            dead = (b.deadtime - dead0) / (b.events - events0) if b.events > events0 else 0.0
-            self._window[b.name] = (b.events, b.deadtime, now)
-            out.append(BufferSnapshot(b.name, b.events, b.filled, b.slots, rate, dead, b.lost))
+        out = self._watch.rates(snaps, self._t_start)
         with self._lock:
             st = RunStatus(
                 self.state,
@@ -542,80 +521,50 @@ class RunControl:
             self._stats.record(st)
 
     # --------------------------------------------------------------- shutdown
-    def _join(self, w: Worker, timeout: float) -> None:
-        p = w.process
-        if w.joined:
-            return
-        if p.pid is None:  # never started
-            w.joined = True
-            return
-        p.join(timeout)
-        if p.is_alive():
-            logger.warning("worker %s did not end within %.1f s: terminating it", w.name, timeout)
-            self.console.message(f"worker {w.name} did not end within {timeout:.1f} s: terminating it")
-            w.terminated = True
-            p.terminate()
-            p.join(2.0)
-            if p.is_alive():
-                logger.warning("worker %s ignored SIGTERM: killing it", w.name)
-                p.kill()
-                p.join(2.0)
-        w.joined = True
-
-    def _timeout(self) -> float:
-        return 1.0 if self._hurry else self.shutdown_timeout
-
     def _shutdown(self) -> None:
         if self._shut_down:
             return
         self._shut_down = True
         with self._lock:
-            if self.state == "paused":
-                self.resume()
-            self.state = "stopping"
-        shut: set[str] = set()
-        for name in self.order:
-            buf = self.buffers.get(name)
-            if buf is None:
-                continue
-            logger.info("shutting down %s", name)
-            try:
-                buf.shutdown(timeout=self._timeout())
-            except Exception as exc:  # noqa: BLE001 - go on with the others
-                logger.error("shutdown of %s failed: %s", name, exc)
-            shut.add(name)
-            for w in self.workers:
-                inputs = w.reads + w.observes
-                if (inputs and set(inputs) <= shut) or (not inputs and w.writes and set(w.writes) <= shut):
-                    self._join(w, self._timeout())
-        for w in self.workers:  # workers without buffers never see the end of the run
-            self._join(w, 1.0 if not (w.reads or w.writes or w.observes) else self._timeout())
-        self._check_workers_final()
-        final = self._snapshot() if self.buffers else []
+            if self._t_stop is None:
+                self._t_stop = time.monotonic()
+            self._unpause()  # quietly: the sources must see the end of the run
+            if self.state != "init":
+                self.state = "stopping"
+        if any(w.started for w in self.workers):
+            hurried = lambda: self._hurry  # noqa: E731 - set by a second Ctrl-C
+            StagedEnd(
+                self.order,
+                self.workers,
+                self._watch,
+                self.shutdown_timeout,
+                hurried,
+                self._limit_claims,
+                self._announce,
+            ).run()
+        for w in self.workers:
+            if not w.held and w.process.exitcode not in (0, None):  # died: what it held when last seen
+                w.held = self._watch.last_held.get(w.process.pid, [])
+            w.judge(self.failures.get(w.name))
+        final = self._watch.snapshot() if self.buffers else []
         self._close_buffers()
-        active = self.active_time()
         with self._lock:
             self.state = "ended"
         if self._t_start:
-            self._publish_status(final, show=False)
+            self._publish_status(final)
+            self.console.end_status()
         if self._stats is not None:
             self._stats.close()
         if self._run_log is not None:
             self._run_log.stop()
-        self.exit_code = 1 if any(w.failed for w in self.workers) else 0
-        self.summary = self._make_summary(active)
+        self.exit_code = 1 if self._setup_failed or any(w.failed for w in self.workers) else 0
+        self.summary = self._make_summary()
         if self.run_folder is not None:
             self.run_folder.write_summary(self.summary)
         self.console.message(format_summary(self.summary))
-
-    def _check_workers_final(self) -> None:
         for w in self.workers:
-            tb = self.failures.get(w.name)
-            if tb is not None:
-                w.error = tb.strip().splitlines()[-1] if tb.strip() else "failed"
-            elif w.process.exitcode not in (0, None) and not w.terminated:
-                code = w.process.exitcode
-                w.error = f"exit code {code}" if code > 0 else f"killed by signal {-code}"
+            if w.started:
+                w.process.close()  # its sentinel pipe, now rather than at garbage collection
 
     def _close_buffers(self) -> None:
         for name, buf in list(self.buffers.items()):
@@ -625,8 +574,15 @@ class RunControl:
                 logger.error("closing %s failed: %s", name, exc)
         self.buffers.clear()
 
-    def _make_summary(self, active: float) -> dict[str, Any]:
+    def _make_summary(self) -> dict[str, Any]:
         elapsed = time.monotonic() - self._t_start if self._t_start else 0.0
+        active = self.active_time()
+        consumers = {}
+        for w in self.workers:
+            for b, g in w.groups.items():
+                c = consumers.setdefault((b, g), {"function": w.spec.fkt_name, "key": w.spec.key, "workers": []})
+                c["workers"].append(w.name)
+                c["retired"] = (b, g) in self._retired
         return {
             "setup_file": str(self.setup_spec.path),
             "run_folder": str(self.run_folder.path) if self.run_folder else None,
@@ -636,7 +592,8 @@ class RunControl:
             "paused_s": round(self._paused_total, 3),
             "stop_reason": self.stop_reason,
             "start_method": self.ctx.get_start_method(),
-            "buffers": self._totals.summary(active),
+            "buffers": self._watch.totals.summary(active, consumers),
+            "files": sorted(self.files, key=lambda f: f["path"]),
             "workers": [
                 {
                     "name": w.name,
@@ -644,7 +601,9 @@ class RunControl:
                     "pid": w.process.pid,
                     "exitcode": w.process.exitcode,
                     "failed": w.failed,
-                    "terminated": w.terminated,
+                    "ended_by": w.ended_by or None,
+                    "terminated": w.ended_by in (TIMED_OUT, KILLED),
+                    "held": w.held,
                     "error": w.error,
                     "traceback": self.failures.get(w.name),
                 }
@@ -673,4 +632,4 @@ class run_mimoDAQ(RunControl):
         super().__init__(setup_filename, verbose, debug, **options)
 
 
-__all__ = ["RunControl", "run_mimoDAQ", "flow_order", "Worker"]
+__all__ = ["RunControl", "run_mimoDAQ", "flow_order", "Worker", "HEADLESS_ENV"]

@@ -4,7 +4,8 @@ Each worker sends its log records through a multiprocessing queue (``QueueHandle
 its ``sys.stdout``/``sys.stderr`` are replaced by streams that log each line. The main
 process runs a ``QueueListener`` that writes every record, prefixed by the worker's
 name, to ``run.log`` and passes the ones worth showing to the console. A worker that
-fails sends a record carrying its traceback, which the run control collects.
+fails sends a record carrying its traceback, and an exporter one naming the file it
+wrote and its number of events; the run control collects both.
 """
 
 from __future__ import annotations
@@ -100,6 +101,13 @@ def report_failure(worker: str, tb: str) -> None:
     )
 
 
+def report_output(path: str, events: int, buffer: str) -> None:
+    """In a worker process: tell the run control about a file written (for the run summary)."""
+    logging.getLogger(WORKER_LOGGER).info(
+        "%d events of %s in %s", events, buffer, path, extra={"mimocorb_output": (path, events, buffer)}
+    )
+
+
 class _ConsoleFilter(logging.Filter):
     """What reaches the console: warnings and worse, worker output (at verbose >= 2)."""
 
@@ -113,15 +121,22 @@ class _ConsoleFilter(logging.Filter):
         return self.verbose >= 2 and record.name.startswith(WORKER_LOGGER + ".std")
 
 
-class _FailureCollector(logging.Handler):
-    def __init__(self, on_failure: Callable[[str, str], None]):
+class _ReportCollector(logging.Handler):
+    """Passes the failure and output reports of the workers to the run control."""
+
+    def __init__(self, on_failure: Callable[[str, str], None], on_output: Optional[Callable[..., None]]):
         super().__init__()
         self.on_failure = on_failure
+        self.on_output = on_output
 
     def emit(self, record: logging.LogRecord) -> None:
+        worker = getattr(record, "worker", "?")
         tb = getattr(record, "mimocorb_failure", None)
         if tb is not None:
-            self.on_failure(getattr(record, "worker", "?"), tb)
+            self.on_failure(worker, tb)
+        out = getattr(record, "mimocorb_output", None)
+        if out is not None and self.on_output is not None:
+            self.on_output(worker, *out)
 
 
 class _DefaultWorker(logging.Filter):
@@ -144,6 +159,8 @@ class RunLog:
         ``console(text)`` shows a line to the operator.
     on_failure : callable
         ``on_failure(worker, traceback)`` for every worker that reports a failure.
+    on_output : callable, optional
+        ``on_output(worker, path, events, buffer)`` for every file an exporter reports.
     verbose : int
         Console verbosity (2: worker output too, 1: warnings and worse, 0: errors).
     """
@@ -156,6 +173,7 @@ class RunLog:
         on_failure: Callable[[str, str], None],
         verbose: int = 2,
         debug: bool = False,
+        on_output: Optional[Callable[..., None]] = None,
     ):
         self.queue = ctx.Queue()
         self.level = logging.DEBUG if debug else logging.INFO
@@ -170,13 +188,14 @@ class RunLog:
         self._console.addFilter(_ConsoleFilter(verbose))
         if verbose <= 0:
             self._console.setLevel(logging.ERROR)
-        self._failures = _FailureCollector(on_failure)
+        self._failures = _ReportCollector(on_failure, on_output)
         self._listener = logging.handlers.QueueListener(
             self.queue, self._file_handler, self._console, self._failures, respect_handler_level=True
         )
         self._main_logger = logging.getLogger("mimocorb")
         self._old_level: Optional[int] = None
         self._started = False
+        self._stopped = False
 
     def attach_main(self) -> None:
         """Send the main process's ``mimocorb`` logging to the run log too."""
@@ -192,8 +211,16 @@ class RunLog:
             self._listener.start()
             self._started = True
 
+    def note(self, level: int, msg: str) -> None:
+        """A record of the main process for ``run.log`` only (shown on the terminal by other means)."""
+        if not self._stopped:
+            self._file_handler.handle(logging.LogRecord("mimocorb.run", level, __file__, 0, msg, None, None))
+
     def stop(self) -> None:
-        """Process every record still queued, then close the run log."""
+        """Process every record still queued, then close the run log (again: nothing)."""
+        if self._stopped:
+            return
+        self._stopped = True
         if self._started:
             self._listener.stop()
             self._started = False

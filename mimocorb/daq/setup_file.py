@@ -1,11 +1,19 @@
 """Reading and validating a DAQ setup file (the mimoCoRB 1.x YAML format).
 
-Everything is checked before any buffer or process exists: every error names the
-file, the key path and the bad value and says what is expected, e.g.
+Everything is checked before any buffer, run folder or worker process exists: every
+error names the file, the key path and the bad value and says what is expected, e.g.
 ``setup.yaml: RingBuffer[1].RB_2.number_of_slots: expected an integer >= 1, got 'abc'``.
 All errors of a file are collected and raised together as one :class:`SetupError`;
 unknown keys only give warnings. Module files, the worker functions in them and the
 config files are found relative to the setup file.
+
+Files must be UTF-8 text, and a key given twice in one mapping is an error (plain YAML
+would silently keep the last one). Besides the form of each value, the check covers
+what the ring buffers can hold: a slot type that cannot live in shared memory (Python
+objects, zero bytes), field names that clash with the metadata columns, sizes beyond
+what ``/dev/shm`` has free, more reader groups or attached processes per buffer than a
+buffer has room for. The worker modules are imported in a separate process, each import
+bounded by ``import_timeout`` seconds.
 
 The format::
 
@@ -22,14 +30,20 @@ The format::
 from __future__ import annotations
 
 import logging
+import math
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
 
-from mimocorb.daq.user_code import UserCodeError, load_function, module_file
+from mimocorb import _ringbuf
+from mimocorb.daq.user_code import IMPORT_TIMEOUT, module_file
+from mimocorb.daq.user_code import check_functions as _check_functions
+from mimocorb.daq.yaml_file import read_yaml
+from mimocorb.mimo_buffer import METADATA_DTYPE, _as_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +52,8 @@ BUFFER_KEYS = {"number_of_slots", "channel_per_slot", "data_type"}
 FUNCTION_KEYS = {"file_name", "fkt_name", "num_process", "RB_assign", "config_file"}
 MAIN_KEYS = {"config_file", "runtime", "runevents"}
 MODES = ("read", "write", "observe")
+#: Largest channel_per_slot a buffer holds (the ring's header keeps it in 32 bits).
+MAX_VALUES_PER_SLOT = 2**32 - 1
 
 
 class SetupError(ValueError):
@@ -165,6 +181,9 @@ class _Checker:
         if not _is_number(v) or v < minimum:
             self.error(where, f"expected a number >= {minimum}, got {v!r}")
             return None
+        if not math.isfinite(v):  # nan passes every comparison: a run limit of nan would never end
+            self.error(where, f"expected a finite number >= {minimum}, got {v!r}")
+            return None
         return float(v)
 
     def flag(self, where: str, v: Any) -> Optional[bool]:
@@ -175,31 +194,49 @@ class _Checker:
 
 
 def _single_key_items(chk: _Checker, section: str, value: Any) -> list[tuple[str, str, Any]]:
-    """``[ {NAME: {...}}, ... ]`` (or a mapping ``NAME: {...}``) -> [(where, NAME, body)]."""
+    """``[ {NAME: {...}}, ... ]`` (or a mapping ``NAME: {...}``) -> [(where, NAME, body)]; NAME is text."""
     items: list[tuple[str, str, Any]] = []
     if isinstance(value, dict):
-        return [(f"{section}.{k}", str(k), v) for k, v in value.items()]
-    if not isinstance(value, list):
+        entries = [(f"{section}.{k}", k, v) for k, v in value.items()]
+    elif isinstance(value, list):
+        entries = []
+        for i, entry in enumerate(value):
+            if not isinstance(entry, dict) or len(entry) != 1:
+                chk.error(f"{section}[{i}]", f"expected a one-key mapping like 'NAME: {{...}}', got {entry!r}")
+                continue
+            ((name, body),) = entry.items()
+            entries.append((f"{section}[{i}].{name}", name, body))
+    else:
         chk.error(section, f"expected a list of one-key mappings like '- NAME: {{...}}', got {value!r}")
         return items
-    for i, entry in enumerate(value):
-        where = f"{section}[{i}]"
-        if not isinstance(entry, dict) or len(entry) != 1:
-            chk.error(where, f"expected a one-key mapping like 'NAME: {{...}}', got {entry!r}")
+    for where, name, body in entries:
+        if not isinstance(name, str) or not name:
+            # a number would be a different key than the same characters in RB_assign
+            chk.error(where, f"expected a name (text such as RB_1 or Fkt_1), got {name!r}")
             continue
-        ((name, body),) = entry.items()
-        items.append((f"{where}.{name}", str(name), body))
+        items.append((where, name, body))
     return items
+
+
+def _slot_type(chk: _Checker, where: str, v: Any, what: str) -> Optional[np.dtype]:
+    """A NumPy type that a slot in shared memory can hold (no Python objects, not 0 bytes)."""
+    try:
+        dt = np.dtype(v)
+    except (TypeError, ValueError):
+        chk.error(where, f"expected a NumPy type name like 'float32' or 'int32'{what}, got {v!r}")
+        return None
+    try:
+        _as_dtype(dt)  # the ring buffer's own rule
+    except ValueError as exc:
+        chk.error(where, f"expected a numeric NumPy type like 'float32'{what}, got {v!r}: {exc}")
+        return None
+    return dt
 
 
 def _parse_dtype(chk: _Checker, where: str, v: Any) -> Any:
     """1.x ``data_type``: a NumPy type name, or ``{1: [name, type], ...}`` (or a list of pairs)."""
     if isinstance(v, str):
-        try:
-            return np.dtype(v)
-        except TypeError:
-            chk.error(where, f"expected a NumPy type name like 'float32' or a mapping {{1: [name, type]}}, got {v!r}")
-            return None
+        return _slot_type(chk, where, v, " or a mapping {1: [name, type]}")
     if isinstance(v, dict):
         pairs = [(f"{where}.{k}", p) for k, p in v.items()]
     elif isinstance(v, list):
@@ -214,10 +251,16 @@ def _parse_dtype(chk: _Checker, where: str, v: Any) -> Any:
             chk.error(w, f"expected a pair [field_name, type] like ['chA', 'float32'], got {p!r}")
             ok = False
             continue
-        try:
-            dt = np.dtype(p[1])
-        except TypeError:
-            chk.error(w, f"expected a NumPy type name like 'float32' or 'int32' for field {p[0]!r}, got {p[1]!r}")
+        if p[0] in METADATA_DTYPE.names:
+            chk.error(
+                w,
+                f"field name {p[0]!r} is the name of a metadata column ({', '.join(METADATA_DTYPE.names)}); "
+                f"exported files would have two columns of that name: choose another name",
+            )
+            ok = False
+            continue
+        dt = _slot_type(chk, w, p[1], f" for field {p[0]!r}")
+        if dt is None:
             ok = False
             continue
         if any(n == p[0] for n, _ in out):
@@ -231,15 +274,74 @@ def _parse_dtype(chk: _Checker, where: str, v: Any) -> Any:
     return out if ok else None
 
 
-def _load_yaml_mapping(chk: _Checker, where: str, path: Path) -> Optional[dict]:
+def output_directory_problem(path: Path) -> Optional[str]:
+    """Why no run folder can be made inside ``path`` (None: one can)."""
+    for p in [Path(path), *Path(path).parents]:
+        if p.exists():
+            if not p.is_dir():
+                return f"{p} is a file, not a folder"
+            if not os.access(p, os.W_OK | os.X_OK):
+                return f"no permission to create folders in {p}"
+            return None
+    return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _check_capacity(chk: _Checker, buffers: list[tuple[str, BufferSpec]], functions: list[FunctionSpec]) -> None:
+    """What the ring buffers can hold: sizes against /dev/shm, reader groups and processes per buffer."""
     try:
-        with open(path) as f:
-            data = yaml.safe_load(f)
-    except FileNotFoundError:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:
+        free = None
+    total, too_big = 0, False
+    for where, b in buffers:
+        payload = b.values_per_slot * _as_dtype(b.dtype).itemsize
+        need = b.number_of_slots * (payload + 8 * _ringbuf.MAX_GROUPS)  # at least this (Python ints: no overflow)
+        if b.values_per_slot > MAX_VALUES_PER_SLOT:
+            chk.error(f"{where}.channel_per_slot", f"expected at most {MAX_VALUES_PER_SLOT}, got {b.values_per_slot}")
+            too_big = True
+            continue
+        if free is not None and need > free:
+            chk.error(
+                where,
+                f"needs at least {_mib(need)} of shared memory ({b.number_of_slots} slots x {payload} bytes); "
+                f"/dev/shm has {_mib(free)} free",
+            )
+            too_big = True
+            continue
+        total += _ringbuf.layout_sizes(b.number_of_slots, payload)[4]
+    if free is not None and total > free and not too_big:
+        chk.error(
+            "RingBuffer", f"the buffers need {_mib(total)} of shared memory in all; /dev/shm has {_mib(free)} free"
+        )
+    for where, b in buffers:
+        readers = [f for f in functions if b.name in f.buffers("read")]
+        if len(readers) > _ringbuf.MAX_GROUPS:
+            chk.error(
+                where,
+                f"read by {len(readers)} functions ({', '.join(f.key for f in readers)}); a buffer has room for "
+                f"at most {_ringbuf.MAX_GROUPS} reader groups (one per reading function)",
+            )
+        attached = [f for f in functions if b.name in f.buffers("read") + f.buffers("write")]
+        n = sum(f.num_process for f in attached)
+        if n > _ringbuf.MAX_PROCS:
+            chk.error(
+                where,
+                f"{n} processes would attach to it ({', '.join(f'{f.key}: {f.num_process}' for f in attached)}); "
+                f"a buffer has room for at most {_ringbuf.MAX_PROCS}",
+            )
+
+
+def _load_yaml_mapping(chk: _Checker, where: str, path: Path) -> Optional[dict]:
+    data, problem = read_yaml(path)
+    if problem == "not found":
         chk.error(where, f"config file not found: {path}")
         return None
-    except (OSError, yaml.YAMLError) as exc:
-        chk.error(where, f"cannot read config file {path}: {exc}")
+    if problem is not None:
+        chk.error(where, f"config file {path}: {problem}")
         return None
     if data is None:
         return {}
@@ -249,7 +351,7 @@ def _load_yaml_mapping(chk: _Checker, where: str, path: Path) -> Optional[dict]:
     return data
 
 
-def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
+def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout: float = IMPORT_TIMEOUT) -> DAQSetup:
     """Read and validate a setup file.
 
     Parameters
@@ -257,7 +359,9 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
     path : str or Path
         The setup YAML file.
     check_functions : bool
-        Import every worker module and check that the named function exists.
+        Import every worker module (in a separate process) and check that the named function exists.
+    import_timeout : float
+        Seconds each module may take to import.
 
     Returns
     -------
@@ -269,18 +373,16 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
     ------
     SetupError
         With every problem found, one per line.
+    KeyboardInterrupt
+        Ctrl-C while the modules are checked (never reported as a bad setup).
     """
     path = Path(path)
     chk = _Checker(str(path))
-    try:
-        with open(path) as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise SetupError([f"{path}: setup file not found"]) from None
-    except yaml.YAMLError as exc:
-        raise SetupError([f"{path}: not valid YAML: {exc}"]) from None
-    except OSError as exc:
-        raise SetupError([f"{path}: cannot read setup file: {exc}"]) from None
+    raw, problem = read_yaml(path)
+    if problem == "not found":
+        raise SetupError([f"{path}: setup file not found"])
+    if problem is not None:
+        raise SetupError([f"{path}: {problem}"])
     if not isinstance(raw, dict):
         raise SetupError([f"{path}: expected a mapping with keys RingBuffer and Functions, got {type(raw).__name__}"])
     setup_dir = path.resolve().parent
@@ -290,11 +392,14 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
     if not isinstance(out_dir, str) or not out_dir:
         chk.error("output_directory", f"expected a folder name, got {out_dir!r}")
         out_dir = "target"
+    elif output_directory_problem(setup_dir / out_dir):
+        chk.error("output_directory", f"{output_directory_problem(setup_dir / out_dir)}; got {out_dir!r}")
     kbd = chk.flag("KBD_control", raw.get("KBD_control", True))
     gui = chk.flag("GUI_control", raw.get("GUI_control", False))
 
     # ---- buffers
     buffers: list[BufferSpec] = []
+    buffer_where: list[tuple[str, BufferSpec]] = []
     if "RingBuffer" not in raw:
         chk.error("RingBuffer", "missing; expected a list of buffers like '- RB_1: {number_of_slots: 128, ...}'")
     for where, name, body in _single_key_items(chk, "RingBuffer", raw.get("RingBuffer", [])):
@@ -324,6 +429,7 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
         dt = _parse_dtype(chk, f"{where}.data_type", body["data_type"]) if "data_type" in body else None
         if n is not None and v is not None and dt is not None:
             buffers.append(BufferSpec(name, n, v, dt))
+            buffer_where.append((where, buffers[-1]))
     declared = {name for _, name, _ in _single_key_items(_Checker(""), "RingBuffer", raw.get("RingBuffer", []))}
 
     # ---- functions
@@ -364,6 +470,7 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
                         runevents = chk.integer(f"{cw}.runevents", general["runevents"], 0) or 0
 
     functions: list[FunctionSpec] = []
+    to_load: list[tuple[str, str, Path, str]] = []  # (where, key, module, function) to import
     used: dict[str, set[str]] = {b: set() for b in declared}
     for where, name, body in items:
         if name == "Fkt_main":
@@ -390,13 +497,18 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
             else:
                 strings[k] = val
         nproc = chk.integer(f"{where}.num_process", body.get("num_process", 1), 1)
+        if nproc is not None and nproc > _ringbuf.MAX_PROCS:
+            chk.error(f"{where}.num_process", f"expected at most {_ringbuf.MAX_PROCS} processes, got {nproc}")
+            nproc = None
         rb_assign = body.get("RB_assign", {}) or {}
         if not isinstance(rb_assign, dict):
             chk.error(f"{where}.RB_assign", f"expected a mapping like {{RB_1: read, RB_2: write}}, got {rb_assign!r}")
             rb_assign = {}
         assign: dict[str, str] = {}
         for b, mode in rb_assign.items():
-            if b not in declared:
+            if not isinstance(b, str):
+                chk.error(f"{where}.RB_assign.{b}", f"expected a buffer name (text such as RB_1), got {b!r}")
+            elif b not in declared:
                 chk.error(
                     f"{where}.RB_assign.{b}",
                     f"unknown buffer {b!r}; buffers defined: {', '.join(sorted(declared)) or 'none'}",
@@ -434,16 +546,23 @@ def load_setup(path: str | Path, *, check_functions: bool = True) -> DAQSetup:
             )
             bad = True
         elif mpath is not None and check_functions and "fkt_name" in strings:
-            try:
-                load_function(mpath, strings["fkt_name"], [str(setup_dir)])
-            except UserCodeError as exc:
-                key = "fkt_name" if "has no function" in str(exc) or "expected a function" in str(exc) else "file_name"
-                chk.error(f"{where}.{key}", str(exc))
-                bad = True
+            to_load.append((where, name, mpath, strings["fkt_name"]))
         if not bad and nproc is not None and mpath is not None:
             functions.append(
                 FunctionSpec(name, strings["fkt_name"], strings["file_name"], mpath, nproc, assign, cfg_file, config)
             )
+
+    # ---- the functions themselves, imported in a separate process (bounded; Ctrl-C is raised)
+    if to_load:
+        problems = _check_functions([(m, f, [str(setup_dir)]) for _, _, m, f in to_load], import_timeout)
+        failed = set()
+        for (where, key, _, _), msg in zip(to_load, problems):
+            if msg is not None:
+                bad_key = "fkt_name" if "has no function" in msg or "expected a function" in msg else "file_name"
+                chk.error(f"{where}.{bad_key}", msg)
+                failed.add(key)
+        functions = [f for f in functions if f.key not in failed]
+    _check_capacity(chk, buffer_where, functions)
 
     for b in sorted(declared):
         if "write" not in used.get(b, set()):

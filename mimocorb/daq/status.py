@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class BufferSnapshot:
-    """One buffer at one moment."""
+    """One buffer at one moment (``groups``: per reader group, from ``NewBuffer.stats()``)."""
 
     name: str
     events: int
@@ -23,6 +24,9 @@ class BufferSnapshot:
     rate: float
     deadtime: float
     lost: int = 0
+    abandoned: int = 0
+    voided: int = 0
+    groups: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -57,12 +61,11 @@ class RunStatus:
         return d
 
 
-def read_buffer(name: str, buf: Any) -> BufferSnapshot:
-    """Raw counters of a ``NewBuffer`` from its ``stats()``; ``deadtime`` is the cumulative sum here.
+def read_buffer(name: str, s: dict) -> BufferSnapshot:
+    """Raw counters of a buffer from its ``NewBuffer.stats()`` ``s``; ``deadtime`` is the cumulative sum here.
 
     The run control turns consecutive snapshots into rates and mean dead times.
     """
-    s = buf.stats()
     if "deadtime_sum" in s:
         dead = float(s["deadtime_sum"])
     else:  # a buffer giving the mean since the last call
@@ -71,11 +74,78 @@ def read_buffer(name: str, buf: Any) -> BufferSnapshot:
         name,
         int(s.get("published", 0)),
         int(s.get("filled", 0)),
-        int(s.get("slots", buf.number_of_slots)),
+        int(s.get("slots", 0)),
         float(s.get("rate", 0.0)),
         dead,
         int(s.get("lost", 0)),
+        int(s.get("abandoned_by_writers", 0)),
+        int(s.get("voided", 0)),
+        [
+            {k: g[k] for k in ("group", "state", "consumed", "pending", "voided", "lost", "lost_total") if k in g}
+            for g in s.get("groups", ())
+        ],
     )
+
+
+def holdings(pid: Optional[int], stats: dict[str, dict]) -> list[dict]:
+    """What process ``pid`` holds in each buffer (``[{buffer, role, group, events}]``), from their ``stats()``."""
+    out = []
+    for name, s in stats.items():
+        for p in s.get("processes", ()):
+            if p["pid"] == pid and p["holds"]:
+                out.append({"buffer": name, "role": p["role"], "group": p["group"], "events": p["holds"]})
+    return out
+
+
+class BufferWatch:
+    """The run control's reads of its buffers.
+
+    Raw snapshots (:meth:`snapshot`), rates and dead times over the interval since the
+    previous status (:meth:`rates`), the totals for the summary, and what each attached
+    process held when last seen (``last_held``: a worker that dies is named with it).
+    """
+
+    def __init__(self, buffers: dict[str, Any], order: list[str]):
+        self.buffers = buffers
+        self.order = order
+        self.totals = BufferTotals()
+        self.last_held: dict[int, list[dict]] = {}
+        self._window: dict[str, tuple[int, float, float]] = {}
+
+    def stats(self) -> dict[str, dict]:
+        """``stats()`` of every buffer still open, in data-flow order."""
+        out = {}
+        for name in self.order:
+            if name not in self.buffers:
+                continue
+            try:
+                out[name] = self.buffers[name].stats()
+            except Exception as exc:  # noqa: BLE001 - a status read must never end the run
+                logger.debug("status of %s failed: %s", name, exc)
+        return out
+
+    def holdings(self, pid: Optional[int]) -> list[dict]:
+        return holdings(pid, self.stats())
+
+    def snapshot(self) -> list[BufferSnapshot]:
+        stats = self.stats()
+        pids = {p["pid"] for s in stats.values() for p in s.get("processes", ())}
+        self.last_held.update({pid: holdings(pid, stats) for pid in pids})
+        snaps = [read_buffer(name, s) for name, s in stats.items()]
+        self.totals.add(snaps)
+        return snaps
+
+    def rates(self, snaps: list[BufferSnapshot], t_start: float) -> list[BufferSnapshot]:
+        """The snapshots with rate and dead time over the interval since the previous call (event-weighted)."""
+        out = []
+        now = time.monotonic()
+        for b in snaps:
+            events0, dead0, t0 = self._window.get(b.name, (0, 0.0, t_start))
+            rate = (b.events - events0) / (now - t0) if now > t0 else 0.0
+            dead = (b.deadtime - dead0) / (b.events - events0) if b.events > events0 else 0.0
+            self._window[b.name] = (b.events, b.deadtime, now)
+            out.append(dataclasses.replace(b, rate=rate, deadtime=dead))
+        return out
 
 
 def _rate(r: float) -> str:
@@ -87,10 +157,16 @@ def _rate(r: float) -> str:
 
 
 def format_status(st: RunStatus) -> str:
-    """One status line: state, time, per buffer events/rate/fill/dead time/lost, workers alive."""
+    """One status line: state, time, per buffer events/rate/fill/dead time/lost, workers alive.
+
+    A reader group that no longer holds its buffer back (its members ended, or it was
+    retired) is shown: ``lost 95 (1 group without readers)``."""
     parts = [f"{st.state:<8} {st.active_time:7.1f}s"]
     for b in st.buffers:
         lost = f" lost {b.lost}" if b.lost else ""
+        orphaned = sum(1 for g in b.groups if g.get("state") == "orphaned")
+        if orphaned:
+            lost += f" ({orphaned} group{'s' if orphaned > 1 else ''} without readers)"
         parts.append(
             f"{b.name}: {b.events} ev {_rate(b.rate)} fill {b.filled}/{b.slots} dead {100 * b.deadtime:.1f}%{lost}"
         )
@@ -156,14 +232,28 @@ class BufferTotals:
         for b in snaps:
             self.last[b.name] = b
 
-    def summary(self, active_time: float) -> dict[str, dict[str, Any]]:
+    def summary(
+        self, active_time: float, consumers: Optional[dict[tuple[str, int], dict]] = None
+    ) -> dict[str, dict[str, Any]]:
+        """Per buffer: events, rates, losses, and per reader group what it consumed and lost.
+
+        ``consumers`` maps (buffer, group) to what the run knows of the group (its
+        function, workers, whether it was retired); it is merged into each group.
+        For every group ``consumed + lost_total + voided + pending`` is what it passed since it was
+        added: events published, abandoned or voided (claims given back unfilled by a writer that
+        was stopped while waiting; the group's own ``voided`` counts those it passed).
+        """
+        consumers = consumers or {}
         return {
             name: {
                 "events": b.events,
                 "mean_rate_hz": b.events / active_time if active_time > 0 else 0.0,
                 "mean_deadtime": b.deadtime / b.events if b.events else 0.0,
                 "lost": b.lost,
+                "abandoned": b.abandoned,
+                "voided": b.voided,
                 "slots": b.slots,
+                "groups": [{**g, **consumers.get((name, g["group"]), {})} for g in b.groups],
             }
             for name, b in self.last.items()
         }
@@ -181,6 +271,14 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"  {name:<10} {b['events']:>10} events  {b['mean_rate_hz']:10.1f} Hz  "
             f"dead time {100 * b['mean_deadtime']:5.1f}%  lost {b['lost']}"
         )
+        for g in b.get("groups", ()):
+            if g.get("lost_total") or g.get("retired"):
+                causes = ", ".join(f"{k} {v}" for k, v in g.get("lost", {}).items() if v)
+                who = g.get("function", f"group {g['group']}")
+                note = " (ended early: its group was retired)" if g.get("retired") else ""
+                lines.append(f"    {who}: consumed {g.get('consumed', 0)}, lost {g['lost_total']} ({causes}){note}")
+    for f in summary.get("files", ()):
+        lines.append(f"  file        {f['path']} ({f['events']} events of {f['buffer']})")
     failed = [w for w in summary.get("workers", []) if w.get("failed")]
     ok = len(summary.get("workers", [])) - len(failed)
     lines.append(f"  workers     {ok} ended cleanly, {len(failed)} failed")

@@ -1,4 +1,6 @@
-"""Keep events whose index is not a multiple of 3; reduce them to (index, total, peak)."""
+"""Keep events whose index is not a multiple of 3; reduce them to (index, total, peak).
+
+Config ``fail_at`` (optional): raise on the event of that index (a filter that crashes)."""
 
 import numpy as np
 
@@ -7,9 +9,12 @@ from mimocorb.buffer_control import rbTransfer
 
 def select(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
     out = np.zeros(1, dtype=sink_list[0]["dtype"])
+    fail_at = (config_dict or {}).get("fail_at")
 
     def reduce(event):
         index = int(event["chB"][0]) // 10
+        if index == fail_at:
+            raise ZeroDivisionError(f"calibration constant is zero at event {index}")
         if index % 3 == 0:
             return None
         out["index"] = index

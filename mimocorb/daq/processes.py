@@ -1,0 +1,161 @@
+"""The worker processes of a run as the run control sees them: how they are made and
+started, the handle of each process, how it ended, and what it held in the ring buffers
+when it had to be ended (for the summary). How they are ended is in
+:mod:`mimocorb.daq.shutdown`; what runs inside them in :mod:`mimocorb.daq.worker`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+from mimocorb.daq.setup_file import DAQSetup, FunctionSpec
+from mimocorb.daq.worker import EXIT_TERMINATED, WorkerInfo, worker_main
+
+logger = logging.getLogger(__name__)
+
+#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
+HEADLESS_ENV = "MIMOCORB_HEADLESS"
+
+#: How the run control ended a worker (``Worker.ended_by``).
+ASKED, TIMED_OUT, KILLED = "asked to finish", "timed out", "killed"
+
+
+@dataclass
+class Worker:
+    """One worker process of the run.
+
+    ``groups`` maps each buffer the function reads to its reader group (shared by the
+    function's processes). ``ended_by`` says how the run control had to end it, ``held``
+    what it held in the buffers then (``[{"buffer", "role", "group", "events"}]``).
+    """
+
+    name: str
+    spec: FunctionSpec
+    process: Any
+    reads: list[str]
+    writes: list[str]
+    observes: list[str]
+    groups: dict[str, int] = field(default_factory=dict)
+    joined: bool = False
+    noticed: bool = False
+    ended_by: str = ""
+    late: str = ""  # why it was asked to finish: "within 10 s after its input ended", ...
+    held: list[dict] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def is_source(self) -> bool:
+        return not self.reads and not self.observes and bool(self.writes)
+
+    @property
+    def uses_buffers(self) -> bool:
+        """False for a worker that never sees the end of the run (SIGTERM is its end-of-run signal)."""
+        return bool(self.reads or self.writes or self.observes)
+
+    @property
+    def started(self) -> bool:
+        return self.process.pid is not None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    def judge(self, traceback_text: Optional[str]) -> None:
+        """Set ``error`` from how the process ended (call once it has ended)."""
+        code = self.process.exitcode if self.started else 0
+        held = describe_held(self.held)
+        if traceback_text is not None:
+            self.error = traceback_text.strip().splitlines()[-1] if traceback_text.strip() else "failed"
+        elif self.ended_by == KILLED:
+            self.error = f"did not end {self.late or 'when asked'}, ignored the request to finish: killed{held}"
+        elif self.ended_by == TIMED_OUT:
+            self.error = f"did not end {self.late}: asked to finish (SIGTERM){held}"
+        elif code == EXIT_TERMINATED and self.ended_by == ASKED:
+            self.error = None  # a worker without buffers, ended as planned
+        elif code not in (0, None):
+            self.error = f"exit code {code}" if code > 0 else f"killed by signal {-code}{held}"
+
+
+def describe_held(held: Sequence[dict]) -> str:
+    """`` (held 1 event of RB_1 group 0)`` or ``""``."""
+    parts = [
+        f"{h['events']} event{'s' if h['events'] != 1 else ''} of {h['buffer']}"
+        + (f" group {h['group']}" if h.get("group") is not None else " (writing)")
+        for h in held
+        if h.get("events")
+    ]
+    return f" (held {', '.join(parts)})" if parts else ""
+
+
+def make_workers(
+    ctx: Any, setup: DAQSetup, buffers: dict[str, Any], prefix: str, log_queue: Any, log_level: int
+) -> list[Worker]:
+    """One (not yet started) process per worker of each function, with its setup dicts and config.
+
+    The processes of one function share its setup dicts, so they share its reader groups;
+    each gets its :class:`~mimocorb.daq.worker.WorkerInfo` (name, index, count). A worker is
+    named after its function (``fkt_name``, with ``.<key>`` if several functions use that
+    name), with ``-<index>`` when the function has several processes."""
+    workers = []
+    search = [str(setup.directory)]
+    shared = {f.fkt_name for f in setup.functions if [g.fkt_name for g in setup.functions].count(f.fkt_name) > 1}
+    for f in setup.functions:
+        base = f"{f.fkt_name}.{f.key}" if f.fkt_name in shared else f.fkt_name  # worker names are unique
+        reads, writes, observes = f.buffers("read"), f.buffers("write"), f.buffers("observe")
+        source_list = [buffers[b].new_reader_group() for b in reads] or None
+        sink_list = [buffers[b].new_writer() for b in writes] or None
+        observe_list = [buffers[b].new_observer() for b in observes] or None
+        groups = {b: d["group"] for b, d in zip(reads, source_list or [])}
+        config = dict(f.config)
+        config["directory_prefix"] = prefix
+        for i in range(f.num_process):
+            name = base if f.num_process == 1 else f"{base}-{i + 1}"
+            info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
+            args = (
+                info,
+                str(f.module_path),
+                search,
+                source_list,
+                sink_list,
+                observe_list,
+                config,
+                dict(f.rb_assign),
+                log_queue,
+                log_level,
+            )
+            p = ctx.Process(target=worker_main, name=name, args=args)
+            workers.append(Worker(name, f, p, reads, writes, observes, groups))
+    return workers
+
+
+def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -> None:
+    """Start the workers: consumers of the last buffers first, the sources last.
+
+    SIGINT and SIGTERM are blocked while they start, so each worker gets them only once
+    it has set its own handlers (:func:`~mimocorb.daq.worker.worker_main`)."""
+    pos = {b: i for i, b in enumerate(order)}
+
+    def rank(w: Worker) -> int:
+        return max((pos[b] for b in w.reads + w.observes), default=-1)
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    env_before = os.environ.get(HEADLESS_ENV)
+    if headless:  # inherited by fork and spawn alike; restored below
+        os.environ[HEADLESS_ENV] = "1"
+    try:
+        for w in sorted(workers, key=rank, reverse=True):
+            w.process.start()
+            logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+    finally:
+        if env_before is None:
+            os.environ.pop(HEADLESS_ENV, None)
+        else:
+            os.environ[HEADLESS_ENV] = env_before
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
+__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED", "HEADLESS_ENV"]
