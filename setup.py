@@ -5,6 +5,7 @@ pulse finder gives every trace to scipy.signal.find_peaks without it).
 Everything else about the package is in pyproject.toml.
 """
 
+import glob
 import os
 
 import numpy  # noqa: F401  (build requirement; kept for a clear error when missing)
@@ -20,7 +21,7 @@ extensions = [
         "mimocorb._ringbuf",
         sources=["src/ringbuf.pyx"],
         include_dirs=["src"],
-        depends=["src/ringbuf_shm.h"],
+        depends=["src/ringbuf_shm.h", "src/ringbuf_shm.pxd", *sorted(glob.glob("src/ringbuf_*.pxi"))],
         libraries=["rt"],
         extra_compile_args=extra_compile_args,
     ),

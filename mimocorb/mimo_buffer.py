@@ -25,7 +25,19 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _ringbuf
-from ._ringbuf import OwnerGone, RingError
+from ._ringbuf import (
+    GROUP_ACTIVE,
+    GROUP_ORPHANED,
+    GROUP_STARTING,
+    GROUP_STATE_NAMES,
+    ROLE_READER,
+    ROLE_WRITER,
+    STATE_CLOSED,
+    STATE_SHUTDOWN,
+    STATE_STOPPING,
+    OwnerGone,
+    RingError,
+)
 
 __all__ = [
     "NewBuffer",
@@ -49,9 +61,8 @@ METADATA_DTYPE = np.dtype([("counter", np.longlong), ("timestamp", np.float64), 
 #: Every segment name starts with this, then the owner pid: ``mimocorb-<pid>-<n>-<token>``.
 SEGMENT_PREFIX = "mimocorb-"
 
-STATE_RUNNING, STATE_STOPPING, STATE_SHUTDOWN, STATE_CLOSED = 0, 1, 2, 3
-GROUP_ACTIVE, GROUP_ORPHANED = 1, 2
 
+_GATING = (GROUP_ACTIVE, GROUP_STARTING)  # group states that hold back the writers
 _WAIT_MODES = ("sleep", "spin")
 _DEFAULT_SPIN_S = 10e-6  # a short spin before sleeping: covers the usual few hundred ns gap
 
@@ -363,6 +374,14 @@ class NewBuffer:
         if n_events is not None:
             _check_count("n_events", n_events)
         self._seg.claim_limit = n_events
+        claimed = self._seg.claimed
+        if n_events is not None and claimed > n_events:
+            logger.warning(
+                "ring buffer %s: event limit %d set after %d events were already claimed; those are published",
+                self.name,
+                n_events,
+                claimed,
+            )
 
     def set_ending(self) -> None:
         """Stop the writers: their next ``get_new_buffer()`` raises SystemExit.
@@ -435,9 +454,9 @@ class NewBuffer:
         parts = [
             f"group {i}: {w - g['release']} left"
             for i, g in enumerate(snap["groups"])
-            if g["state"] == GROUP_ACTIVE and g["members_attached"] and g["release"] < w
+            if g["state"] in _GATING and g["members_attached"] and g["release"] < w
         ]
-        writers = [p["pid"] for p in snap["procs"] if p["role"] == 1 and p["held_n"]]
+        writers = [p["pid"] for p in snap["procs"] if p["role"] == ROLE_WRITER and p["held_n"]]
         if writers:
             parts.append(f"writers holding unpublished slots: pids {writers}")
         return ", ".join(parts) or "none"
@@ -491,7 +510,7 @@ class NewBuffer:
     # -- statistics ---------------------------------------------------------
     def _filled(self, snap: dict) -> int:
         w = snap["write_claim"]
-        active = [g["release"] for g in snap["groups"] if g["state"] == GROUP_ACTIVE]
+        active = [g["release"] for g in snap["groups"] if g["state"] in _GATING]
         if not active:
             return 0
         return max(0, min(self.number_of_slots, w - min(active)))
@@ -549,20 +568,24 @@ class NewBuffer:
             }
             n_lost = sum(lost.values())
             lost_total += n_lost
-            released = g["release"] - g["start"]
+            released = g["release"] - g["first_start"]
             groups.append(
                 {
                     "group": i,
-                    "state": {GROUP_ACTIVE: "active", GROUP_ORPHANED: "orphaned"}.get(g["state"], "unused"),
+                    "state": GROUP_STATE_NAMES.get(g["state"], "unused"),
                     "released": released,
-                    # released covers what members consumed and what was skipped as lost;
-                    # a claim a stopped writer gave back unfilled ("voided") is skipped
-                    # uncounted, so it shows here too (the DAQ run control avoids them)
-                    "consumed": released - g["lost_dead_reader"] - g["lost_orphaned"] - g["lost_abandoned"],
+                    # every sequence the group passed since it was added: consumed by a
+                    # member, counted lost, or a claim given back unfilled (skipped, not lost)
+                    "consumed": released
+                    - g["lost_dead_reader"]
+                    - g["lost_orphaned"]
+                    - g["lost_abandoned"]
+                    - g["skipped_void"],
                     "consumed_by_attached": sum(
-                        p["count"] for p in snap["procs"] if p["role"] == 2 and p["group"] == i
+                        p["count"] for p in snap["procs"] if p["role"] == ROLE_READER and p["group"] == i
                     ),
                     "pending": 0 if nobody else left,
+                    "voided": g["skipped_void"],  # claims given back unfilled that it passed
                     "members_alive": g["members_attached"],
                     "members_ever": g["members_ever"],
                     "lost": lost,
@@ -572,14 +595,13 @@ class NewBuffer:
         procs = [
             {
                 "pid": p["pid"],
-                "role": "writer" if p["role"] == 1 else "reader",
-                "group": p["group"] if p["role"] == 2 else None,
+                "role": "writer" if p["role"] == ROLE_WRITER else "reader",
+                "group": p["group"] if p["role"] == ROLE_READER else None,
                 "holds": p["held_n"],
             }
             for p in snap["procs"]
-            if p["role"] in (1, 2)
+            if p["role"] in (ROLE_WRITER, ROLE_READER)
         ]
-        writers_hold = sum(p["holds"] for p in procs if p["role"] == "writer")
         elapsed = max(time.time() - self._t_last, 1e-9)
         return {
             "name": self.name,
@@ -589,7 +611,7 @@ class NewBuffer:
             "claimed": w,
             "abandoned_by_writers": snap["abandoned"],
             # claims given back unfilled by writers stopped while waiting (not events, never lost)
-            "voided": max(0, w - snap["published"] - snap["abandoned"] - writers_hold),
+            "voided": snap["void"],
             "filled": self._filled(snap),
             "slots": self.number_of_slots,
             "lost": lost_total,

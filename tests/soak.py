@@ -3,10 +3,15 @@
     python tests/soak.py --duration 60          # what CI runs
     python tests/soak.py --duration 14400       # four hours on a lab PC
 
-Each round starts 2 writers, a reader group of 2 and a reader group of 1,
-kills one writer or one member of the first group with SIGKILL at a random
-moment, and checks: no event delivered twice to a group, none torn, no hang,
-the losses counted equal what the dead process held, nothing left in
+Rounds of two kinds take turns. A kill round starts 2 writers, a reader group
+of 2 and a reader group of 1, kills one writer or one member of the first
+group with SIGKILL at a random moment, and checks: no event delivered twice to
+a group, none torn, no hang, the losses counted equal what the dead process
+held. A churn round runs 2-3 writers while members of one group are killed
+and replaced, a group is added late, another loses its only member and gets a
+new one (orphaned, then started again), maybe a writer is killed, and an
+observer checks every copy it takes; every event since each group's start is
+delivered or counted lost, once. After every round nothing may be left in
 /dev/shm. Prints the counts as it goes; exits 1 on the first violation.
 """
 
@@ -42,11 +47,22 @@ def main(argv=None) -> int:
         f"soak: {args.duration:.0f} s, {args.events} events per writer and round, {args.slots} slots, seed {args.seed}",
         flush=True,
     )
+    churn = {"rounds": 0, "kills": 0, "copies": 0}
     while time.monotonic() - t0 < args.duration:
-        res = fault_injection.run_round(n=args.events, nslots=args.slots, seed=args.seed + rounds)
+        seed = args.seed + rounds
+        if rounds % 2:
+            res = fault_injection.run_churn_round(n=args.events, nslots=args.slots, seed=seed)
+            churn["rounds"] += 1
+            churn["kills"] += len(res.killed)
+            churn["copies"] += res.observed
+            what = f"churn, killed {res.killed}"
+            events += res.stats["published"]
+        else:
+            res = fault_injection.run_round(n=args.events, nslots=args.slots, seed=seed)
+            killed[res.victim[0]] = killed.get(res.victim[0], 0) + 1
+            events += int(res.seen_b.sum())
+            what = f"killed {res.victim}"
         rounds += 1
-        killed[res.victim[0]] = killed.get(res.victim[0], 0) + 1
-        events += int(res.seen_b.sum())
         for g in res.stats["groups"]:
             for k in lost:
                 lost[k] += g["lost"][k]
@@ -54,7 +70,7 @@ def main(argv=None) -> int:
         if left:
             res.problems.append(f"left in /dev/shm: {left}")
         if res.problems:
-            print(f"FAIL in round {rounds} (seed {args.seed + rounds - 1}, killed {res.victim}): {res.problems}")
+            print(f"FAIL in round {rounds} (seed {seed}, {what}): {res.problems}")
             return 1
         now = time.monotonic()
         if now - last_print >= 5 or now - t0 >= args.duration:
@@ -62,7 +78,8 @@ def main(argv=None) -> int:
             print(
                 f"{now - t0:7.0f} s  rounds {rounds}  events {events}  killed writers {killed.get('w', 0)} "
                 f"readers {killed.get('a', 0)}  lost: held by dead readers {lost['dead_reader']}, "
-                f"abandoned by dead writers {lost['abandoned_by_writer']}  (0 violations)",
+                f"abandoned by dead writers {lost['abandoned_by_writer']}; churn rounds {churn['rounds']} "
+                f"({churn['kills']} kills, {churn['copies']} observer copies checked)  (0 violations)",
                 flush=True,
             )
     print(f"soak passed: {rounds} rounds, {events} events, no violation")

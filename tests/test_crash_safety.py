@@ -243,3 +243,17 @@ def test_fault_injection_random_kills():
         victims[res.victim] = victims.get(res.victim, 0) + 1
         assert not res.problems, f"round {i} (killed {res.victim}): {res.problems}"
     assert len(victims) >= 3  # both kinds of victims were exercised
+
+
+@pytest.mark.timeout(600)
+def test_fault_injection_churn():
+    """Members killed and replaced, groups added and orphaned while 2-3 writers run,
+    sometimes a writer killed, an observer checking every copy: after each round
+    every event since each group's start was delivered or counted lost, once."""
+    rounds = int(os.environ.get("MIMOCORB_CHURN_ROUNDS", "8"))
+    kills = 0
+    for i in range(rounds):
+        res = fault_injection.run_churn_round(n=1500, nslots=8, seed=1000 + i)
+        kills += len(res.killed)
+        assert not res.problems, f"churn round {i} (killed {res.killed}): {res.problems}"
+    assert kills > rounds  # members were killed and replaced

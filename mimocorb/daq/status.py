@@ -81,7 +81,7 @@ def read_buffer(name: str, s: dict) -> BufferSnapshot:
         int(s.get("abandoned_by_writers", 0)),
         int(s.get("voided", 0)),
         [
-            {k: g[k] for k in ("group", "state", "consumed", "pending", "lost", "lost_total") if k in g}
+            {k: g[k] for k in ("group", "state", "consumed", "pending", "voided", "lost", "lost_total") if k in g}
             for g in s.get("groups", ())
         ],
     )
@@ -239,8 +239,9 @@ class BufferTotals:
 
         ``consumers`` maps (buffer, group) to what the run knows of the group (its
         function, workers, whether it was retired); it is merged into each group.
-        For every group ``consumed + lost_total + pending == events + abandoned + voided`` (claims
-        given back unfilled by a writer that was stopped while waiting count as passed by a group).
+        For every group ``consumed + lost_total + voided + pending`` is what it passed since it was
+        added: events published, abandoned or voided (claims given back unfilled by a writer that
+        was stopped while waiting; the group's own ``voided`` counts those it passed).
         """
         consumers = consumers or {}
         return {
