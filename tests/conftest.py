@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 
 import pytest
 
 SHM = "/dev/shm"
+
+# A shell starts background jobs with SIGINT ignored, and an ignored signal stays ignored
+# across exec: the Ctrl-C tests would then test nothing. Handle it here, so that every
+# process a test starts begins with SIGINT at its default (exec resets handled signals).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _ours() -> set[str]:
