@@ -18,7 +18,7 @@ cdef rb_proc *_take_entry(rb_header *h) noexcept nogil:
     cdef int i
     cdef uint64_t me = rb_self_ident() | RB_ID_JOINING
     for i in range(RB_MAX_PROCS):
-        if rb_load_rlx64(&h.procs[i].owner) == 0 and rb_cas64(&h.procs[i].owner, 0, me):
+        if rb_load_rlx64(&h.procs[i].owner) == 0 and rb_cas_sc64(&h.procs[i].owner, 0, me):
             return &h.procs[i]
     return NULL
 
@@ -75,6 +75,8 @@ cdef class _Endpoint:
             self.hdr = NULL
             raise RingError(f"too many processes attached to this buffer (at most {RB_MAX_PROCS})")
         _fault(FP_JOINING)
+        # Plain stores: the entry carries the JOINING flag until the owner word is
+        # stored (seq_cst) below; nobody reads role, group or base before that.
         self.me.role = role
         self.me.group = group
         rb_store_rlx64(&self.me.held, 0)

@@ -35,7 +35,7 @@ cdef inline uint64_t _gating_tail(rb_header *h) noexcept nogil:
 
 
 cdef inline void _bump_epoch(rb_header *h) noexcept nogil:
-    rb_add32(&h.group_epoch, 1)
+    rb_add_sc32(&h.group_epoch, 1)
 
 
 cdef bint _group_trylock(rb_header *h, uint64_t *done, uint32_t g) noexcept nogil:
@@ -45,10 +45,10 @@ cdef bint _group_trylock(rb_header *h, uint64_t *done, uint32_t g) noexcept nogi
     cdef uint64_t me = rb_self_ident()
     cdef uint64_t cur = rb_load_acq64(&grp.lock)
     if cur == 0:
-        if not rb_cas64(&grp.lock, 0, me):
+        if not rb_cas_sc64(&grp.lock, 0, me):
             return False
     elif cur != me and not rb_ident_alive(cur):
-        if not rb_cas64(&grp.lock, cur, me):
+        if not rb_cas_sc64(&grp.lock, cur, me):
             return False
     else:
         return False  # a live holder (possibly another thread of this process)
@@ -79,7 +79,7 @@ cdef void _group_recover(rb_header *h, uint64_t *done, uint32_t g) noexcept nogi
             rb_store_rel64(&grp.lost_orphaned, target)
     elif kind == RB_LOG_SKIP:
         if (rb_load_sc64(&grp.claim) & ~RB_HOLD) >= v:  # the skip's CAS was done: finish it
-            rb_advance64(&done_g[(v - 1) % n], v)
+            rb_advance_sc64(&done_g[(v - 1) % n], v)
             rb_store_rel64(&grp.skipped_void if log & RB_LOG_VOID else &grp.lost_abandoned, target)
             _advance_release(grp, done_g, n)
     rb_store_sc64(&grp.log_seq, 0)
@@ -119,7 +119,7 @@ cdef void _set_hold(rb_group *grp, bint hold) noexcept nogil:
         c = rb_load_sc64(&grp.claim)
         if ((c & RB_HOLD) != 0) == hold:
             return
-        if rb_cas64(&grp.claim, c, (c | RB_HOLD) if hold else (c & ~RB_HOLD)):
+        if rb_cas_sc64(&grp.claim, c, (c | RB_HOLD) if hold else (c & ~RB_HOLD)):
             return
 
 
@@ -143,7 +143,7 @@ cdef void _group_start(rb_header *h, rb_group *grp, bint count_lost) noexcept no
                 break
             if count_lost:  # what was published while no member lived (I6: logged, then moved, then counted)
                 _log_step(grp, RB_LOG_ORPHANED, w, rb_load_acq64(&grp.lost_orphaned) + (w - r))
-            if rb_cas64(&grp.release, r, w):
+            if rb_cas_sc64(&grp.release, r, w):
                 _fault(FP_GROUP_MOVED)
                 if count_lost:
                     rb_store_rel64(&grp.lost_orphaned, rb_load_acq64(&grp.log_target))
@@ -152,7 +152,7 @@ cdef void _group_start(rb_header *h, rb_group *grp, bint count_lost) noexcept no
         rb_store_rel64(&grp.start_seq, w)
         if not count_lost:
             rb_store_rel64(&grp.first_start, w)  # a new group: what it passes from here on is its own
-        rb_cas64(&grp.claim, c, w)  # claims open at w (nobody else changes a word on hold)
+        rb_cas_sc64(&grp.claim, c, w)  # claims open at w (nobody else changes a word on hold)
     rb_store_sc32(&grp.state, RB_GROUP_ACTIVE)
     _bump_epoch(h)
     rb_wake_always(&h.space_futex)  # writers that slept on the interim gate

@@ -20,7 +20,7 @@ cdef inline void _advance_release(rb_group *grp, uint64_t *done_g, uint64_t nslo
         r = rb_load_sc64(&grp.release)
         if rb_load_sc64(&done_g[r % nslots]) != r + 1:
             return
-        rb_cas64(&grp.release, r, r + 1)
+        rb_cas_sc64(&grp.release, r, r + 1)
 
 
 cdef class ReaderCore(_Endpoint):
@@ -43,7 +43,7 @@ cdef class ReaderCore(_Endpoint):
         self.grp = &h.groups[group]
         self.done_g = self.done + <uint64_t>group * self.nslots
         self.held_n = 0
-        rb_add32(&self.grp.members_ever, 1)
+        rb_add_sc32(&self.grp.members_ever, 1)
         _fault(FP_REGISTERED)
         self._join_group()
 
@@ -88,7 +88,7 @@ cdef class ReaderCore(_Endpoint):
                 rb_store_rlx64(&self.me.held, c)
                 rb_store_rel32(&self.me.held_n, <uint32_t>m)  # I5: announce, then claim
                 _fault(FP_READER_ANNOUNCED)
-                if rb_cas64(&grp.claim, c, c + m):
+                if rb_cas_sc64(&grp.claim, c, c + m):
                     self.held = c
                     self.held_n = m
                     return C_TOOK
@@ -116,7 +116,7 @@ cdef class ReaderCore(_Endpoint):
             _log_step(grp, RB_LOG_SKIP, (c + 1) | (RB_LOG_VOID if a & RB_VOID else 0), rb_load_acq64(counter) + 1)
             rb_store_rlx64(&self.me.held, c)
             rb_store_rel32(&self.me.held_n, 1)  # I5
-            if rb_cas64(&grp.claim, c, c + 1):
+            if rb_cas_sc64(&grp.claim, c, c + 1):
                 rb_store_sc64(&self.done_g[c % n], c + 1)
                 rb_store_rel64(counter, rb_load_acq64(&grp.log_target))
             _log_clear(grp)
@@ -132,7 +132,7 @@ cdef class ReaderCore(_Endpoint):
         # the release cursor over them directly (no marks needed). Otherwise
         # leave done marks for the member holding older events; both sides end
         # in _advance_release, whose seq_cst accesses pair with ours (I3).
-        if not rb_cas64(&self.grp.release, self.held, self.held + self.held_n):
+        if not rb_cas_sc64(&self.grp.release, self.held, self.held + self.held_n):
             for q in range(self.held, self.held + self.held_n):
                 rb_store_sc64(&self.done_g[q % self.nslots], q + 1)
         _fault(FP_READER_RELEASING)

@@ -77,7 +77,7 @@ cdef int _reap_reader(rb_header *h, uint64_t *done, int i) noexcept nogil:
             continue  # 3. marked done
         # 4. (I6) log, mark, count: nobody else finishes q now (no live holder, lock held)
         _log_step(grp, RB_LOG_DEAD, q + 1, rb_load_acq64(&grp.lost_dead_reader) + 1)
-        if rb_cas64(&done_g[q % n], d, q + 1):
+        if rb_cas_sc64(&done_g[q % n], d, q + 1):
             _fault(FP_REAPER_MARKED)
             rb_store_rel64(&grp.lost_dead_reader, rb_load_acq64(&grp.log_target))
         _log_clear(grp)
@@ -119,9 +119,9 @@ cdef int _reap_writer(rb_header *h, rb_slot *slots, int i) noexcept nogil:
         a = rb_load_sc64(&sl.abandoned)
         if (a & ~RB_VOID) >= q + 1:
             continue  # 3. abandoned
-        if rb_cas64(&sl.abandoned, a, q + 1):  # 4. (I6)
+        if rb_cas_sc64(&sl.abandoned, a, q + 1):  # 4. (I6)
             _fault(FP_REAPER_MARKED)
-            rb_add64(&h.abandoned_total, 1)
+            rb_add_sc64(&h.abandoned_total, 1)
     rb_store_sc32(&p.held_n, 0)
     return 1
 
@@ -139,9 +139,9 @@ cdef int _reap(rb_header *h, rb_slot *slots, uint64_t *done) noexcept nogil:
         if o == 0 or (o & ~RB_ID_FLAGS) == (me & ~RB_ID_FLAGS) or rb_ident_alive(o):
             continue  # free, ours, or alive
         if o & RB_ID_JOINING:
-            rb_cas64(&p.owner, o, 0)  # died while registering: it announced nothing
+            rb_cas_sc64(&p.owner, o, 0)  # died while registering: it announced nothing
             continue
-        if not rb_cas64(&p.owner, o, me):
+        if not rb_cas_sc64(&p.owner, o, me):
             continue  # another reaper took it, or it changed
         _fault(FP_REAPER_TOOK)
         if p.role == RB_ROLE_READER:
@@ -150,11 +150,11 @@ cdef int _reap(rb_header *h, rb_slot *slots, uint64_t *done) noexcept nogil:
             ok = _reap_writer(h, slots, i)
         if ok:
             _fault(FP_REAPER_RELEASED)
-            if rb_cas64(&p.owner, me, 0):
-                rb_add64(&h.reaped_readers if p.role == RB_ROLE_READER else &h.reaped_writers, 1)
+            if rb_cas_sc64(&p.owner, me, 0):
+                rb_add_sc64(&h.reaped_readers if p.role == RB_ROLE_READER else &h.reaped_writers, 1)
                 reaped += 1
         else:
-            rb_cas64(&p.owner, me, o)  # give it back as a dead process's entry, for a later pass
+            rb_cas_sc64(&p.owner, me, o)  # give it back as a dead process's entry, for a later pass
     if reaped:
         rb_wake_always(&h.space_futex)
         rb_wake_always(&h.data_futex)

@@ -110,6 +110,8 @@ cdef class Segment:
         seg.is_owner = True
         cdef rb_header *h = seg.hdr
         memset(seg.base, 0, hdr_b + slots_b + done_b)
+        # Plain stores: nobody can see the segment before the magic number is
+        # stored with release below; attach() loads it with acquire first.
         h.version = RB_VERSION
         h.header_bytes = <uint32_t>hdr_b
         h.nslots = nslots
@@ -270,7 +272,7 @@ cdef class Segment:
         cdef uint32_t cur
         while True:
             cur = rb_load_acq32(&self.hdr.state)
-            if cur >= new_state or rb_cas32(&self.hdr.state, cur, new_state):
+            if cur >= new_state or rb_cas_sc32(&self.hdr.state, cur, new_state):
                 break
         rb_wake_always(&self.hdr.data_futex)
         rb_wake_always(&self.hdr.space_futex)
@@ -292,6 +294,7 @@ cdef class Segment:
         cdef rb_group *grp = &h.groups[g]
         cdef uint64_t w0 = rb_load_sc64(&h.write_claim)
         rb_store_rel64(&grp.lock, rb_self_ident())
+        # Plain stores: the group is invisible until ngroups is stored (seq_cst) below.
         grp.start_seq = w0
         grp.first_start = w0
         grp.skipped_void = 0

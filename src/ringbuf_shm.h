@@ -241,15 +241,18 @@ static inline void rb_store_rlx64(uint64_t *p, uint64_t v) { __atomic_store_n(p,
 /* A sequentially consistent store (xchg on x86): the store-load barrier that the
  * "publish, then look for sleepers" handshake needs. */
 static inline void rb_store_sc64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-/* Every read-modify-write is seq_cst: each one is a step of a Dekker pair or of
- * a hand-over between processes somewhere, and on x86 a locked instruction
- * costs the same whatever order it is given. */
-static inline int rb_cas64(uint64_t *p, uint64_t expected, uint64_t desired) {
+/* Every read-modify-write is seq_cst, and says so in its name (_sc): each one is
+ * a step of a Dekker pair or of a hand-over between processes somewhere, and on
+ * x86 a locked instruction costs the same whatever order it is given. Plain
+ * (non-atomic) accesses to the segment are commented where they are made:
+ * payload and metadata (ordered by I2/I4), fields written before an object is
+ * published, and statistics written by one owner. */
+static inline int rb_cas_sc64(uint64_t *p, uint64_t expected, uint64_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
-static inline uint64_t rb_add64(uint64_t *p, uint64_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
+static inline uint64_t rb_add_sc64(uint64_t *p, uint64_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
 /* Move *p forward to v (never back); returns 1 when this call moved it. */
-static inline int rb_advance64(uint64_t *p, uint64_t v) {
+static inline int rb_advance_sc64(uint64_t *p, uint64_t v) {
     uint64_t cur = __atomic_load_n(p, __ATOMIC_SEQ_CST);
     while (cur < v) {
         if (__atomic_compare_exchange_n(p, &cur, v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) return 1;
@@ -261,8 +264,8 @@ static inline uint32_t rb_load_acq32(const uint32_t *p) { return __atomic_load_n
 static inline uint32_t rb_load_sc32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_SEQ_CST); }
 static inline void rb_store_rel32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 static inline void rb_store_sc32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_SEQ_CST); }
-static inline uint32_t rb_add32(uint32_t *p, uint32_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
-static inline int rb_cas32(uint32_t *p, uint32_t expected, uint32_t desired) {
+static inline uint32_t rb_add_sc32(uint32_t *p, uint32_t v) { return __atomic_add_fetch(p, v, __ATOMIC_SEQ_CST); }
+static inline int rb_cas_sc32(uint32_t *p, uint32_t expected, uint32_t desired) {
     return __atomic_compare_exchange_n(p, &expected, desired, 0, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);
 }
 

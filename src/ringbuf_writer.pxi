@@ -94,14 +94,14 @@ cdef class WriterCore(_Endpoint):
             rb_store_rlx64(&self.me.held, s)
             rb_store_rel32(&self.me.held_n, <uint32_t>m)  # I5: announce, then claim
             _fault(FP_WRITER_ANNOUNCED)
-            if rb_cas64(&h.write_claim, s, s + m):
+            if rb_cas_sc64(&h.write_claim, s, s + m):
                 break
         # A limit lowered while we claimed: give back (void) what lies beyond it.
         lim = rb_load_sc64(&h.claim_limit)
         if s + m > lim:
             for q in range(s if s > lim else lim, s + m):
                 rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | RB_VOID)
-            rb_add64(&h.void_total, s + m - (s if s > lim else lim))
+            rb_add_sc64(&h.void_total, s + m - (s if s > lim else lim))
             m = lim - s if lim > s else 0
             rb_store_rel32(&self.me.held_n, <uint32_t>m)
             rb_wake_if_waiting(&h.data_futex, &h.data_waiting)
@@ -196,7 +196,7 @@ cdef class WriterCore(_Endpoint):
         cdef uint64_t q
         for q in range(self.held, self.held + self.held_n):
             rb_store_sc64(&self.slots[q % self.nslots].abandoned, (q + 1) | (RB_VOID if void else 0))
-        rb_add64(&self.hdr.void_total if void else &self.hdr.abandoned_total, self.held_n)
+        rb_add_sc64(&self.hdr.void_total if void else &self.hdr.abandoned_total, self.held_n)
         self.held_n = 0
         rb_store_sc32(&self.me.held_n, 0)  # I5: withdrawn after the marks
         rb_wake_if_waiting(&self.hdr.data_futex, &self.hdr.data_waiting)
@@ -258,6 +258,8 @@ cdef class WriterCore(_Endpoint):
         rb_store_rel64(&self.me.pub_target, self.base + self.own_count + self.held_n)  # I6
         for q in range(self.held, last):
             sl = &self.slots[q % self.nslots]
+            # The metadata are plain stores, like the payload: readers see them through
+            # the release store of pub below (I2), observers through the seqlock (I4).
             if q != self.held or not self.meta_set:
                 # default metadata: this writer's running count, the time of publication, no dead time
                 if now == 0.0:
