@@ -370,6 +370,12 @@ cdef class WriterCore(_Endpoint):
         return self.held_n
 
     @property
+    def held_seq(self):
+        """Sequence number of the first held slot (None when none is held): a
+        writer that journals what it writes can ask seq_state() about it later."""
+        return self.held if self.held_n else None
+
+    @property
     def published_count(self):
         return self.own_count
 
