@@ -15,7 +15,9 @@ A setup file names them without a module of its own::
 
 Each function documents its configuration block and carries ``check_config(config_dict,
 sink_setups)``, which raises ValueError before anything starts. The modules are
-imported on first use, so that ``import mimocorb.sources`` loads no instrument library;
+imported on first use (``scpi``, ``mcpha``, ``pico``, ``replayer``, ``simulated``; the
+module names differ from the function names, so that importing a module never hides
+its function), so that ``import mimocorb.sources`` loads no instrument library;
 the libraries (pyvisa, picosdk, h5py, pyarrow) are imported only by the source that
 needs them, with an error naming the pip extra when one is missing.
 """
@@ -26,9 +28,9 @@ import importlib
 
 _SOURCES = {
     "scpi_scope": "mimocorb.sources.scpi",
-    "redpitaya_mcpha": "mimocorb.sources.redpitaya_mcpha",
-    "picoscope": "mimocorb.sources.picoscope",
-    "replay": "mimocorb.sources.replay",
+    "redpitaya_mcpha": "mimocorb.sources.mcpha",
+    "picoscope": "mimocorb.sources.pico",
+    "replay": "mimocorb.sources.replayer",
     "simulator": "mimocorb.sources.simulated",
 }
 

@@ -98,29 +98,35 @@ def add_settings_keys(cfg, settings: AcquisitionSettings) -> AcquisitionSettings
 SETTINGS_KEYS = ("number_of_events", "poll_interval", "trigger_timeout", "reconnect_timeout")
 
 
-def _reopen(instrument: Instrument, writer: bm.Writer, timeout: float, cause: BaseException) -> bool:
-    """Close and re-open the link until it works (True) or the run ends (False).
+def _reopen(
+    instrument: Instrument, writer: bm.Writer, timeout: float, since: float, first: bool, cause: BaseException
+) -> bool:
+    """Close and re-open the link until it opens (True) or the run ends (False).
 
-    Raises InstrumentError once ``timeout`` has passed without a working link."""
+    ``since`` is when the failures began (``time.monotonic()``): a link that opens but
+    fails again before an event came through does not restart the clock. Raises
+    InstrumentError once ``timeout`` has passed since then (after at least one attempt
+    when this is the ``first`` failure)."""
     errors = (LinkLost, *instrument.link_errors)
-    deadline = time.monotonic() + timeout
+    deadline = since + timeout
     pause = RECONNECT_SLEEP[0]
     last: BaseException = cause
     while True:
         instrument.close()
         if not writer.active:
             return False
+        if time.monotonic() >= deadline and not first:
+            raise InstrumentError(
+                f"{instrument.name}: connection lost ({cause}) and not restored within {timeout:g} s "
+                f"(last attempt: {last})"
+            ) from last
+        first = False
         try:
             instrument.open()
             logger.warning("%s: reconnected", instrument.name)
             return True
         except errors as exc:
             last = exc
-        if time.monotonic() >= deadline:
-            raise InstrumentError(
-                f"{instrument.name}: connection lost ({cause}) and not restored within {timeout:g} s "
-                f"(last attempt: {last})"
-            ) from last
         time.sleep(min(pause, max(0.0, deadline - time.monotonic())))
         pause = min(2 * pause, RECONNECT_SLEEP[1])
 
@@ -169,6 +175,7 @@ def run_acquisition(
             raise InstrumentError(f"{instrument.name}: cannot connect: {exc}") from exc
         logger.info("%s: connected, writing to %s", instrument.name, buffer_name)
         t_prev = time.time()
+        failing_since: Optional[float] = None  # first failure since the last event that came through
         while settings.number_of_events == 0 or published < settings.number_of_events:
             if not _wait_while_paused(writer):
                 break
@@ -185,9 +192,13 @@ def run_acquisition(
             except errors as exc:
                 # the record is private: a partly received event is simply dropped here
                 logger.warning("%s: %s: event dropped, reconnecting", instrument.name, exc)
-                if not _reopen(instrument, writer, settings.reconnect_timeout, exc):
+                first = failing_since is None
+                if first:
+                    failing_since = time.monotonic()
+                if not _reopen(instrument, writer, settings.reconnect_timeout, failing_since, first, exc):
                     break
                 continue
+            failing_since = None
             t_done = time.time()
             cycle = max(t_done - t_prev, 1e-9)
             dead = min(max(1.0 - (t_seen - t_armed) / cycle, 0.0), 1.0)

@@ -147,6 +147,11 @@ class InstrumentServer:
         finally:
             self._close_listener()
 
+    def forget_in_child(self) -> None:
+        """Close this process's copy of the listening socket: for a process forked from the
+        one running the simulator (a separate instrument is not listening inside it)."""
+        self._close_listener()
+
     @property
     def client_connected(self) -> bool:
         return self._client is not None
