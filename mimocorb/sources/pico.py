@@ -97,7 +97,7 @@ def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Map
     channels = channel_map(cfg, layout, ("A", "B", "C", "D"))
     range_mv = cfg.number("range_mv", 1000, unit="mV")
     if range_mv not in RANGES_MV:
-        raise cfg.error("range_mv", range_mv, "one of " + ", ".join(map(str, RANGES_MV)) + " (mV)")
+        raise cfg.error("range_mv", cfg.config.get("range_mv"), "one of " + ", ".join(map(str, RANGES_MV)) + " (mV)")
     coupling = cfg.string("coupling", "DC", choices=("DC", "AC"))
     samples = check_samples(cfg, layout)
     pre = cfg.integer("pre_trigger_samples", samples // 10, minimum=0, maximum=samples - 1)
