@@ -38,7 +38,9 @@ class parquetReader:  # noqa: N801  (1.x class name)
     def __init__(self, config_dict: Optional[dict] = None):
         cfg = dict(config_dict or {})
         if "path" not in cfg:
-            raise KeyError(f"parquetReader: config key 'path' (a folder of tar archives) is required, got {sorted(cfg)}")
+            raise KeyError(
+                f"parquetReader: config key 'path' (a folder of tar archives) is required, got {sorted(cfg)}"
+            )
         self.path = Path(cfg["path"])
         self.sleeptime = float(cfg.get("sleeptime", 0.10))
         self.random = bool(cfg.get("random", False))

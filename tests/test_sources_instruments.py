@@ -225,7 +225,9 @@ def test_trigger_timeout_ends_the_source_cleanly(kind):
 @pytest.mark.parametrize("stop", ["end_of_run", "sigint"])
 def test_waiting_for_a_trigger_stops_promptly(kind, stop):
     with kind.make_sim(Faults(never_trigger=True)) as sim:
-        with SourceRun(kind.fn, kind.config(sim), kind.samples, kind.dtype, after_fork=sim.forget_in_child).start() as run:
+        with SourceRun(
+            kind.fn, kind.config(sim), kind.samples, kind.dtype, after_fork=sim.forget_in_child
+        ).start() as run:
             assert _wait(lambda: sim.client_connected, 10)
             time.sleep(0.3)  # polling the trigger state by now
             t = time.monotonic()

@@ -243,7 +243,11 @@ def field_kind(source: str, layout: SinkLayout, allowed: str) -> str:
     """
     kinds = {layout.dtype[n].kind for n in layout.fields}
     kinds = {"i" if k in "iu" else k for k in kinds}
-    expected = {"f": "float fields (mV)", "i": "integer fields (ADC counts)", "fi": "all float fields (mV) or all integer fields (ADC counts)"}
+    expected = {
+        "f": "float fields (mV)",
+        "i": "integer fields (ADC counts)",
+        "fi": "all float fields (mV) or all integer fields (ADC counts)",
+    }
     if len(kinds) != 1 or next(iter(kinds)) not in allowed:
         types = ", ".join(f"{n}: {layout.dtype[n].name}" for n in layout.fields)
         raise ValueError(f"{source}: {layout.describe()}: got field types {types}, expected {expected[allowed]}")

@@ -24,7 +24,13 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from mimocorb.sources.acquisition import SETTINGS_KEYS, AcquisitionSettings, LinkLost, add_settings_keys, run_acquisition
+from mimocorb.sources.acquisition import (
+    SETTINGS_KEYS,
+    AcquisitionSettings,
+    LinkLost,
+    add_settings_keys,
+    run_acquisition,
+)
 from mimocorb.sources.config_check import ConfigReader, SinkLayout, channel_map, check_samples, field_kind, sink_layout
 
 logger = logging.getLogger(__name__)
@@ -78,7 +84,9 @@ class McphaSettings:
     layout: SinkLayout
 
 
-def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Mapping]], name: str = "") -> McphaSettings:
+def _settings(
+    config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Mapping]], name: str = ""
+) -> McphaSettings:
     cfg = ConfigReader(NAME, config_dict)
     layout = sink_layout(NAME, sink_setups, name)
     raw = field_kind(NAME, layout, "fi") == "i"
@@ -98,7 +106,9 @@ def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Map
     source = trig.raw("source", next(iter(channels)))
     source = channels.get(str(source), str(source))
     if source not in ("1", "2"):
-        raise trig.error("source", trig.raw("source"), "a buffer field or an input: " + ", ".join([*channels, "1", "2"]))
+        raise trig.error(
+            "source", trig.raw("source"), "a buffer field or an input: " + ", ".join([*channels, "1", "2"])
+        )
     level_mv = trig.number("level_mv", 0.0, unit="mV")
     level_counts = int(round(level_mv / mv_per_count))
     if not -8192 <= level_counts <= 8191:

@@ -50,17 +50,29 @@ def check_recording(cfg: ConfigReader, rec: Recording, layout: SinkLayout, key: 
     """Every field of the buffer must be in the recording, with the buffer's values per slot."""
     for name in layout.fields:
         if name not in rec.fields:
-            raise cfg.error(key, str(rec.path), f"a recording with field {name!r} of {layout.describe()}; it holds "
-                            f"{', '.join(rec.fields) or 'no fields'}")
-        if not np.can_cast(rec.fields[name], layout.dtype[name], "same_kind"):
-            raise cfg.error(key, str(rec.path), f"field {name!r} of type {layout.dtype[name].name} "
-                            f"(recorded: {rec.fields[name].name}, which does not cast to it)")
+            raise cfg.error(
+                key,
+                str(rec.path),
+                f"a recording with field {name!r} of {layout.describe()}; it holds "
+                f"{', '.join(rec.fields) or 'no fields'}",
+            )
+        src, dst = rec.fields[name], layout.dtype[name]
+        # integers must fit; floats may lose precision (float64 recorded, float32 buffer)
+        if not (np.can_cast(src, dst, "safe") or (src.kind == "f" and dst.kind == "f")):
+            raise cfg.error(
+                key, str(rec.path), f"field {name!r} of type {dst.name} (recorded: {src.name}, which does not fit it)"
+            )
     if rec.values_per_slot != layout.values_per_slot:
-        raise cfg.error(key, str(rec.path), f"{layout.values_per_slot} values per slot as {layout.describe()}; "
-                        f"recorded: {rec.values_per_slot}")
+        raise cfg.error(
+            key,
+            str(rec.path),
+            f"{layout.values_per_slot} values per slot as {layout.describe()}; recorded: {rec.values_per_slot}",
+        )
 
 
-def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Mapping]], name: str = "") -> ReplaySettings:
+def _settings(
+    config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Mapping]], name: str = ""
+) -> ReplaySettings:
     cfg = ConfigReader(NAME, config_dict)
     layout = sink_layout(NAME, sink_setups, name)
     file = cfg.string("file")
