@@ -98,7 +98,8 @@ def test_simulator_source_in_a_setup_file_run(tmp_path):
     (tmp_path / "setup.yaml").write_text(
         textwrap.dedent("""
         RingBuffer:
-          - RB_1: {number_of_slots: 8, channel_per_slot: 1000, data_type: {1: ['chA', 'float32'], 2: ['chB', 'float32']}}
+          - RB_1: {number_of_slots: 8, channel_per_slot: 1000,
+                   data_type: {1: ['chA', 'float32'], 2: ['chB', 'float32']}}
         Functions:
           - Fkt_1: {file_name: modules/src, fkt_name: simulator, num_process: 1, RB_assign: {RB_1: write},
                     config_file: sim.yaml}

@@ -10,7 +10,8 @@ An instrument (SCPI scope, Red Pitaya MCPHA, PicoScope) supplies the five steps 
   (connect and configure), retrying until ``reconnect_timeout`` has passed; then the
   source ends with :class:`InstrumentError`, whose message names the instrument.
 - **Every wait is bounded.** The trigger is polled with short queries (each bounded
-  by the link's I/O timeout) and sleeps growing from 0.1 ms to ``poll_interval``;
+  by the link's I/O timeout), first after a pause learnt from the recent events, then
+  with pauses growing up to ``poll_interval``;
   between polls the loop looks at the run state, so the end of the run (also Ctrl-C
   in the run control) stops a source that waits for a trigger within one poll.
   ``trigger_timeout`` ends the source cleanly when no trigger comes for that long.
@@ -131,23 +132,49 @@ def _reopen(
         pause = min(2 * pause, RECONNECT_SLEEP[1])
 
 
-def _wait_for_trigger(instrument: Instrument, writer: bm.Writer, settings: AcquisitionSettings) -> Optional[float]:
-    """Host time when the trigger was seen; None when the run ended or no trigger came in time."""
-    t0 = time.monotonic()
-    pause = FIRST_POLL_SLEEP
-    while writer.active:
-        if instrument.triggered():
-            return time.time()
-        if settings.trigger_timeout is not None and time.monotonic() - t0 >= settings.trigger_timeout:
-            logger.warning(
-                "%s: no trigger within trigger_timeout = %g s; the source ends",
-                instrument.name,
-                settings.trigger_timeout,
-            )
-            return None
-        time.sleep(pause)
-        pause = min(2 * pause, settings.poll_interval)
-    return None
+class _TriggerWait:
+    """Polls the trigger state: first after a learnt pause, then in growing steps.
+
+    Each poll is a query on the link and each sleep a timer wake-up, both costly at
+    hundreds of events per second. The pause before the first poll is adapted towards
+    a quantile of the time from arming to the trigger: shortened a little when the first
+    poll finds the trigger, lengthened three times as much when it does not, so that
+    about three first polls in four find it. At a steady rate an event then takes about
+    1.3 polls, and the trigger is seen soon after it came.
+    An idle instrument is polled at least every ``poll_interval``."""
+
+    STEP = 0.02  # of the observed wait: shorter after a hit, 3 x STEP longer after a miss
+
+    def __init__(self, settings: AcquisitionSettings):
+        self.settings = settings
+        self.first = 0.0  # s: the learnt pause before the first poll
+
+    def __call__(self, instrument: Instrument, writer: bm.Writer, t_armed: float) -> Optional[float]:
+        """Host time when the trigger was seen; None when the run ended or no trigger came in time."""
+        s = self.settings
+        t0 = time.monotonic()
+        if self.first > 0:
+            time.sleep(min(self.first, s.poll_interval))
+        pause = max(FIRST_POLL_SLEEP, min(0.25 * self.first, s.poll_interval))
+        polls = 0
+        while writer.active:
+            polls += 1
+            if instrument.triggered():
+                t_seen = time.time()
+                wait = max(t_seen - t_armed, 0.0)
+                if polls == 1:
+                    self.first = max(0.0, self.first - self.STEP * wait)
+                else:
+                    self.first = 0.5 * wait if self.first == 0.0 else self.first + 3 * self.STEP * wait
+                return t_seen
+            if s.trigger_timeout is not None and time.monotonic() - t0 >= s.trigger_timeout:
+                logger.warning(
+                    "%s: no trigger within trigger_timeout = %g s; the source ends", instrument.name, s.trigger_timeout
+                )
+                return None
+            time.sleep(pause)
+            pause = min(2 * pause, s.poll_interval)
+        return None
 
 
 def _wait_while_paused(writer: bm.Writer) -> bool:
@@ -168,6 +195,7 @@ def run_acquisition(
     writer = bm.Writer(sink_setup)
     records = np.zeros((instrument.events_per_cycle, writer.values_per_slot), dtype=np.dtype(writer.dtype))
     published = triggers = 0
+    wait_for_trigger = _TriggerWait(settings)
     try:
         try:
             instrument.open()
@@ -182,7 +210,7 @@ def run_acquisition(
             try:
                 instrument.arm()
                 t_armed = time.time()
-                t_seen = _wait_for_trigger(instrument, writer, settings)
+                t_seen = wait_for_trigger(instrument, writer, t_armed)
                 if t_seen is None:
                     break
                 triggers += 1

@@ -6,7 +6,8 @@ bytes, a little-endian uint64 ``code << 56 | channel << 52 | value``; the answer
 raw bytes (see :mod:`mimocorb.sources.simulators.mcpha_server` for the codes). One
 event per trigger: reset and start the oscilloscope (codes 2, 19), poll the status
 (code 11, 36 bytes; bit 0 of word 8 is set while it waits) and read the record (code
-20): ``samples`` pairs of int16 samples of IN1 and IN2, interleaved. The samples are
+20, sent together with the next reset and start, so the oscilloscope is armed again
+while the record travels): ``samples`` pairs of int16 samples of IN1 and IN2, interleaved. The samples are
 published as they come (integer fields: ADC counts) or in mV (float fields:
 counts x ``mv_per_count``). The loop, reconnects and metadata are
 :mod:`mimocorb.sources.acquisition`'s; the server reports no trigger time, so the
@@ -18,7 +19,6 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-import time
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
@@ -153,25 +153,32 @@ class McphaInstrument:
         self.sock: Optional[socket.socket] = None
         self._pairs = np.empty((settings.samples, 2), dtype="<i2")  # one record as sent: IN1, IN2 interleaved
         self._status = bytearray(STATUS_BYTES)
-        self._typical_wait = 0.0
-        self._t_armed = 0.0
-        self._polled = False
         dt = settings.layout.dtype
         # a record of exactly (IN1, IN2) int16 fields has the wire layout: receive straight into it
         self._direct = settings.raw and [settings.channels.get(f) for f in settings.layout.fields] == ["1", "2"]
         self._direct = self._direct and all(dt[f] == np.dtype("<i2") for f in settings.layout.fields)
         self._arm_cmd = command(RESET_OSC) + command(START_OSC)
         self._status_cmd = command(READ_STATUS)
-        self._read_cmd = command(READ_OSC)
+        # read the record, then arm again at once: the server runs commands in order, so the record
+        # is sent before the oscilloscope restarts; the next trigger can come while we copy
+        self._read_and_arm_cmd = command(READ_OSC) + self._arm_cmd
+        self._armed = False
 
     def open(self) -> None:
         s = self.s
+        self._armed = False
         try:
             self.sock = socket.create_connection((s.host, s.port), timeout=s.timeout)
         except socket.gaierror as exc:
             raise LinkLost(f"unknown host {s.host!r}: {exc}") from exc
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.settimeout(s.timeout)
+        # Bounded by the kernel (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket rather than by a Python
+        # timeout, which costs a poll() before every send and receive: half the system calls per event.
+        sec, usec = int(s.timeout), int((s.timeout % 1) * 1e6)
+        tv = struct.pack("ll", sec, usec)
+        self.sock.settimeout(None)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, tv)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, tv)
         self.sock.sendall(
             command(SET_RATE, 0, s.decimation)
             + command(SET_TRIGGER_SOURCE, s.trigger_channel)
@@ -193,32 +200,29 @@ class McphaInstrument:
     def _recv_into(self, view: memoryview, what: str) -> None:
         got, n = 0, len(view)
         while got < n:
-            k = self.sock.recv_into(view[got:], n - got)
+            try:
+                k = self.sock.recv_into(view[got:], n - got, socket.MSG_WAITALL)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                raise LinkLost(f"no answer within {self.s.timeout:g} s: {got} of {n} bytes of {what}") from None
             if k == 0:
                 raise LinkLost(f"connection closed after {got} of {n} bytes of {what}")
             got += k
 
     def arm(self) -> None:
+        if self._armed:  # by the previous fetch
+            self._armed = False
+            return
         self.sock.sendall(self._arm_cmd)
-        self._t_armed = time.monotonic()
-        self._polled = False
 
     def triggered(self) -> bool:
-        if not self._polled and self._typical_wait > 0:
-            # first poll after half the usual wait: fewer status queries at a steady rate
-            self._polled = True
-            time.sleep(min(0.5 * self._typical_wait, self.s.acquisition.poll_interval))
         self.sock.sendall(self._status_cmd)
         self._recv_into(memoryview(self._status), "the status")
-        busy = int.from_bytes(self._status[4 * BUSY_WORD : 4 * BUSY_WORD + 4], "little") & BUSY_BIT
-        if not busy:
-            wait = time.monotonic() - self._t_armed
-            self._typical_wait = wait if self._typical_wait == 0 else 0.9 * self._typical_wait + 0.1 * wait
-        return not busy
+        return not int.from_bytes(self._status[4 * BUSY_WORD : 4 * BUSY_WORD + 4], "little") & BUSY_BIT
 
     def fetch(self, records: np.ndarray) -> list:
         record = records[0]
-        self.sock.sendall(self._read_cmd)
+        self.sock.sendall(self._read_and_arm_cmd)
+        self._armed = True
         if self._direct:
             self._recv_into(memoryview(record.view(np.uint8)), "the record")
             return [None]

@@ -208,7 +208,7 @@ class PicoInstrument:
         self.max_adc = max_adc.value
         coupling = lib.PICO_COUPLING[s.coupling]
         rng = self._range_enum()
-        for field, letter in s.channels.items():
+        for letter in s.channels.values():
             self._call("SetChannel", self.handle, lib.PICO_CHANNEL[letter], 1, coupling, rng, 0.0)
         threshold = int(round(s.level_mv / s.range_mv * self.max_adc))
         direction = self._enum("THRESHOLD_DIRECTION", "RISING" if s.slope == "rising" else "FALLING")

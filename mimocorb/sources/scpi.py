@@ -17,6 +17,7 @@ the simulator cover the SOCKET resources only.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, Sequence
@@ -314,6 +315,8 @@ class ScpiInstrument:
         except Exception as exc:  # pyvisa raises ValueError and others for resources it cannot open
             raise LinkLost(f"cannot open resource {self.s.resource!r}: {type(exc).__name__}: {exc}") from exc
         self.inst.chunk_size = 1 << 20
+        if self.s.resource.upper().endswith("::SOCKET"):
+            self._no_delay()
         idn = self.inst.query(self.family.idn_query).strip()
         if not idn:
             raise LinkLost(f"no answer to {self.family.idn_query}")
@@ -323,6 +326,24 @@ class ScpiInstrument:
         for channel in self.s.channels.values():
             for template in self.family.setup_per_channel:
                 self.inst.write(self._cmd(template, channel=channel))
+
+    def _no_delay(self) -> None:
+        """Switch Nagle's algorithm off: two short commands in a row would otherwise wait for the
+        instrument's delayed ACK (40 ms each on Linux). pyvisa-py 0.8 opens raw sockets with
+        Nagle on and refuses VI_ATTR_TCPIP_NODELAY, so its session's socket is set directly."""
+        c = self.pyvisa.constants
+        try:
+            self.inst.set_visa_attribute(c.ResourceAttribute.tcpip_nodelay, c.VI_TRUE)
+            return
+        except Exception as exc:  # noqa: BLE001 - pyvisa_py.sessions.UnknownAttribute and others
+            refused = exc
+        sock = getattr(self.rm.visalib.sessions.get(self.inst.session), "interface", None)
+        if hasattr(sock, "setsockopt"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        else:
+            logger.warning(
+                "%s: cannot switch Nagle's algorithm off (%s); short commands may be delayed", self.name, refused
+            )
 
     def close(self) -> None:
         for obj in (self.inst, self.rm):
@@ -351,6 +372,33 @@ class ScpiInstrument:
                 raise LinkLost(f"unexpected answer {answer!r} to {query} (expected one of {done + waiting})")
             self._stage += 1
         return True
+
+    def _read_block(self, query: str) -> np.ndarray:
+        """Send ``query`` and read its IEEE 488.2 definite-length block ``#<n><length><data>`` and the
+        line end after it. The header is parsed by PyVISA; the reads are exact byte counts with the
+        termination character off (binary data holds line-end bytes, each of which would end a read)."""
+        c, util = self.pyvisa.constants, self.pyvisa.util
+        term = self.family.termination.encode()
+        self.inst.write(query)
+        self.inst.set_visa_attribute(c.ResourceAttribute.termchar_enabled, c.VI_FALSE)
+        try:
+            head = bytes(self.inst.read_bytes(2))
+            if head[:1] != b"#" or not head[1:2].isdigit() or head[1:2] == b"0":
+                raise LinkLost(f"malformed data block for {query}: starts with {head!r}, expected '#<digit 1-9>'")
+            head += bytes(self.inst.read_bytes(int(head[1:2])))
+            try:
+                offset, length = util.parse_ieee_block_header(head)
+            except ValueError as exc:
+                raise LinkLost(f"malformed data block header {head!r} for {query}: {exc}") from exc
+            if length < 0:
+                raise LinkLost(f"malformed data block header {head!r} for {query}")
+            body = bytes(self.inst.read_bytes(length + len(term)))
+        finally:
+            self.inst.set_visa_attribute(c.ResourceAttribute.termchar_enabled, c.VI_TRUE)
+        if not body.endswith(term):
+            raise LinkLost(f"data block for {query}: {length} bytes announced, not followed by the line end")
+        dtype = np.dtype(self.family.datatype).newbyteorder(">" if self.family.big_endian else "<")
+        return np.frombuffer(body, dtype=dtype, count=length // dtype.itemsize)
 
     def _scale(self, channel: str) -> tuple[float, float, float]:
         """(raw offset, mV per unit, mV offset) of the channel now selected."""
@@ -381,16 +429,7 @@ class ScpiInstrument:
                 self.inst.write(self._cmd(template, channel=channel))
             raw_offset, mv_per_unit, mv_offset = self._scale(channel)
             query = self._cmd(self.family.data_query, channel=channel)
-            try:
-                values = self.inst.query_binary_values(
-                    query,
-                    datatype=self.family.datatype,
-                    is_big_endian=self.family.big_endian,
-                    container=np.array,
-                    expect_termination=True,
-                )
-            except (ValueError, self.pyvisa.errors.InvalidBinaryFormat) as exc:
-                raise LinkLost(f"malformed data block for channel {channel} ({query}): {exc}") from exc
+            values = self._read_block(query)
             if values.size != self.s.samples:
                 raise LinkLost(f"channel {channel}: data block of {values.size} samples, expected {self.s.samples}")
             if raw_offset or mv_offset:

@@ -5,11 +5,13 @@ cosmic muons crossing four detector layers, some stopping and decaying. A simula
 instrument channel ``n`` (1, 2, ...) shows layer ``n - 1`` (chA, chB, ...). With a
 ``seed`` the sequence of events is reproducible, so a test can compute what an
 instrument sent. Triggers come at ``rate`` per second after arming (exponentially
-spaced, as a detector's, or at fixed intervals).
+spaced, as a detector's, or as a pulser's: on a fixed grid of 1/rate, the next
+grid point after arming).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -36,7 +38,7 @@ class WaveformSettings:
     rate : float
         Triggers per second after arming (mean, if ``random``).
     random : bool
-        Exponential waits between triggers (True) or fixed ones.
+        Exponential waits after arming (True) or a pulser (the next tick of a clock at ``rate``).
     seed : int or None
         Seed of the waveforms and the waits.
     """
@@ -69,6 +71,7 @@ class WaveformStream:
         self._sim.init(layers, settings.samples)
         self._event = np.empty((layers, settings.samples), dtype=np.float32)
         self._rng = np.random.default_rng(None if settings.seed is None else settings.seed + 1)
+        self._t0 = now()
 
     def next_event(self) -> np.ndarray:
         """The next event's waveforms (a view, valid until the next call)."""
@@ -80,8 +83,9 @@ class WaveformStream:
         rate = self.settings.rate
         if rate <= 0:
             return float("inf")
-        wait = self._rng.exponential(1.0 / rate) if self.settings.random else 1.0 / rate
-        return t_armed + wait
+        if self.settings.random:
+            return t_armed + self._rng.exponential(1.0 / rate)
+        return self._t0 + math.ceil((t_armed - self._t0) * rate) / rate
 
 
 def now() -> float:
