@@ -297,7 +297,7 @@ def test_scpi_redpitaya_sample_time_and_float_fields():
         scpi_scope.check_config(dict(base, sample_time_ns=12.0), sink)
     with pytest.raises(ValueError, match=r"expected float fields \(mV\)"):
         scpi_scope.check_config(base, [{"dtype": [("chA", "i2")], "values_per_slot": 2000}])
-    with pytest.raises(ValueError, match=r"'trigger.source': got 'chC', expected a buffer field or instrument channel"):
+    with pytest.raises(ValueError, match=r"'trigger.source': got 'chC', expected a buffer field or an instrument"):
         scpi_scope.check_config(dict(base, trigger={"source": "chC"}), sink)
 
 

@@ -223,6 +223,22 @@ def channel_map(
     return mapping
 
 
+def trigger_source(trig: ConfigReader, channels: Mapping[str, str], allowed: Sequence[str]) -> str:
+    """The instrument channel of ``trigger.source``: a buffer field (its channel) or a channel
+    name of the instrument (``allowed``, e.g. also ``ext``); default the first configured channel."""
+    given = trig.raw("source", next(iter(channels)))
+    source = channels.get(str(given), str(given))
+    if source not in allowed:
+        options = ", ".join([*channels, *allowed])
+        raise trig.error("source", given, f"a buffer field or an instrument channel: {options}")
+    return source
+
+
+def sink_name(rb_info: Mapping[str, str]) -> str:
+    """The name of the buffer a source writes (from the worker's ``rb_info``)."""
+    return next((k for k, v in rb_info.items() if v == "write"), "")
+
+
 def check_samples(cfg: ConfigReader, layout: SinkLayout, key: str = "samples", maximum: Optional[int] = None) -> int:
     """``samples`` must equal the buffer's values per slot (and fit the instrument)."""
     samples = cfg.integer(key, layout.values_per_slot, minimum=1)

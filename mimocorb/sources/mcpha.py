@@ -31,7 +31,16 @@ from mimocorb.sources.acquisition import (
     add_settings_keys,
     run_acquisition,
 )
-from mimocorb.sources.config_check import ConfigReader, SinkLayout, channel_map, check_samples, field_kind, sink_layout
+from mimocorb.sources.config_check import (
+    ConfigReader,
+    SinkLayout,
+    channel_map,
+    check_samples,
+    field_kind,
+    sink_layout,
+    sink_name,
+    trigger_source,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +112,7 @@ def _settings(
         raise cfg.error("sample_time_ns", st, "8 ns x 1, or 8 ns x an integer from 4 to 65535 (32, 64, 128, ... ns)")
     mv_per_count = cfg.number("mv_per_count", 1000.0 / 8192, minimum=0.0, exclusive_minimum=True, unit="mV")
     trig = cfg.block("trigger")
-    source = trig.raw("source", next(iter(channels)))
-    source = channels.get(str(source), str(source))
-    if source not in ("1", "2"):
-        raise trig.error(
-            "source", trig.raw("source"), "a buffer field or an input: " + ", ".join([*channels, "1", "2"])
-        )
+    source = trigger_source(trig, channels, ("1", "2"))
     level_mv = trig.number("level_mv", 0.0, unit="mV")
     level_counts = int(round(level_mv / mv_per_count))
     if not -8192 <= level_counts <= 8191:
@@ -260,7 +264,7 @@ def redpitaya_mcpha(source_list=None, sink_list=None, observe_list=None, config_
     ``trigger_timeout``, ``reconnect_timeout``, ``poll_interval``, ``number_of_events``
         As for :func:`mimocorb.sources.scpi.scpi_scope`.
     """
-    name = next((k for k, v in rb_info.items() if v == "write"), "")
+    name = sink_name(rb_info)
     settings = _settings(config_dict, sink_list, name)
     run_acquisition(McphaInstrument(settings), sink_list[0], settings.acquisition, settings.layout.name)
 

@@ -32,7 +32,16 @@ from mimocorb.sources.acquisition import (
     add_settings_keys,
     run_acquisition,
 )
-from mimocorb.sources.config_check import ConfigReader, SinkLayout, channel_map, check_samples, field_kind, sink_layout
+from mimocorb.sources.config_check import (
+    ConfigReader,
+    SinkLayout,
+    channel_map,
+    check_samples,
+    field_kind,
+    sink_layout,
+    sink_name,
+    trigger_source,
+)
 from mimocorb.sources.optional import require
 
 logger = logging.getLogger(__name__)
@@ -104,10 +113,7 @@ def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Map
     timebase = cfg.integer("timebase", 3, minimum=0)
     captures = cfg.integer("captures_per_block", 32, minimum=1, maximum=100000)
     trig = cfg.block("trigger")
-    source = trig.raw("source", next(iter(channels)))
-    source = channels.get(str(source), str(source))
-    if source not in ("A", "B", "C", "D"):
-        raise trig.error("source", trig.raw("source"), "a buffer field or a channel letter A-D")
+    source = trigger_source(trig, channels, ("A", "B", "C", "D"))
     level = trig.number("level_mv", 0.0, minimum=-range_mv, maximum=range_mv, unit="mV")
     slope = trig.string("slope", "rising", choices=("rising", "falling"))
     auto_ms = trig.integer("auto_trigger_ms", 0, minimum=0, maximum=32767)
@@ -300,7 +306,7 @@ def picoscope(source_list=None, sink_list=None, observe_list=None, config_dict=N
     ``trigger_timeout``, ``poll_interval``, ``number_of_events``
         As for :func:`mimocorb.sources.scpi.scpi_scope` (a USB scope is not reconnected).
     """
-    name = next((k for k, v in rb_info.items() if v == "write"), "")
+    name = sink_name(rb_info)
     settings = _settings(config_dict, sink_list, name)
     run_acquisition(PicoInstrument(settings), sink_list[0], settings.acquisition, settings.layout.name)
 

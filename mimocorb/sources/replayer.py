@@ -20,7 +20,7 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 
 from mimocorb import mimo_buffer as bm
-from mimocorb.sources.config_check import ConfigReader, SinkLayout, sink_layout
+from mimocorb.sources.config_check import ConfigReader, SinkLayout, sink_layout, sink_name
 from mimocorb.sources.recordings import FORMATS, Recording, open_recording
 
 logger = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ def replay(source_list=None, sink_list=None, observe_list=None, config_dict=None
         replay's own count from 1, the time of replay and dead time 0.
     ``number_of_events`` : int, default 0 (the whole recording, once or looping)
     """
-    name = next((k for k, v in rb_info.items() if v == "write"), "")
+    name = sink_name(rb_info)
     s = _settings(config_dict, sink_list, name)
     writer = bm.Writer(sink_list[0])
     pacer = _Pacer(s, writer)

@@ -39,6 +39,8 @@ from mimocorb.sources.config_check import (
     check_samples,
     field_kind,
     sink_layout,
+    sink_name,
+    trigger_source,
 )
 from mimocorb.sources.optional import require
 
@@ -258,11 +260,7 @@ def _settings(config_dict: Optional[Mapping], sink_setups: Optional[Sequence[Map
             allowed = ", ".join(f"{family.base_sample_time_ns * d:g}" for d in options[:6])
             raise cfg.error("sample_time_ns", st, f"{family.name}: one of {allowed}, ... ns (base x a power of 2)")
     trig = cfg.block("trigger")
-    source = trig.raw("source", next(iter(channels)))
-    source = channels.get(str(source), str(source))  # a buffer field names its instrument channel
-    if source not in family.trigger_sources:
-        options = list(channels) + list(family.trigger_sources)
-        raise trig.error("source", trig.raw("source"), "a buffer field or instrument channel: " + ", ".join(options))
+    source = trigger_source(trig, channels, list(family.trigger_sources))
     level = trig.number("level_mv", 0.0, unit="mV")
     slope = trig.string("slope", "rising", choices=family.slopes)
     timeout = cfg.number("timeout", 2.0, minimum=0.0, exclusive_minimum=True, unit="s")
@@ -473,7 +471,7 @@ def scpi_scope(source_list=None, sink_list=None, observe_list=None, config_dict=
     ``number_of_events`` : int, default 0
         End the source after this many events (0: until the run ends).
     """
-    name = next((k for k, v in rb_info.items() if v == "write"), "")
+    name = sink_name(rb_info)
     settings = _settings(config_dict, sink_list, name)
     run_acquisition(ScpiInstrument(settings), sink_list[0], settings.acquisition, settings.layout.name)
 
