@@ -333,3 +333,14 @@ def test_link_that_opens_but_never_answers_ends_the_run():
             s.close()
     assert "not restored within 1 s" in message and f"127.0.0.1:{port}" in message
     assert len(held) >= 2  # it did try again
+
+
+def test_rigol_sample_time_other_than_configured_ends_the_run():
+    kind = KINDS["rigol"]
+    with kind.make_sim(Faults()) as sim:
+        cfg = dict(kind.config(sim), sample_time_ns=2.0)
+        with SourceRun(kind.fn, cfg, kind.samples, kind.dtype, after_fork=sim.forget_in_child).start() as run:
+            assert run.join(15) == 1
+            message = run.error()
+            assert run.events(1, timeout=0.1) == []
+    assert "InstrumentError" in message and "sampled every 1 ns, configured sample_time_ns is 2" in message

@@ -416,6 +416,11 @@ class ScpiInstrument:
                 f"{self.name}: channel {channel} is sampled every {dt_ns:g} ns, configured sample_time_ns is "
                 f"{self.s.sample_time_ns:g}; choose a sample time the instrument can set for {self.s.samples} samples"
             )
+        points = values.get(f.preamble.points)
+        if points is not None and int(points) != self.s.samples:
+            raise InstrumentError(
+                f"{self.name}: channel {channel} delivers {int(points)} points, configured samples is {self.s.samples}"
+            )
         offset = sum(values[k] for k in f.preamble.raw_offsets)
         volts0 = values[f.preamble.volt_offset] if f.preamble.volt_offset else 0.0
         return offset, values[f.preamble.increment] * 1000.0, volts0 * 1000.0
