@@ -213,17 +213,16 @@ def run_acquisition(
                 t_seen = wait_for_trigger(instrument, writer, t_armed)
                 if t_seen is None:
                     break
-                triggers += 1
-                first = triggers
-                triggers += instrument.events_per_cycle - 1
+                first_trigger = triggers + 1
+                triggers += instrument.events_per_cycle
                 times = instrument.fetch(records)
             except errors as exc:
                 # the record is private: a partly received event is simply dropped here
                 logger.warning("%s: %s: event dropped, reconnecting", instrument.name, exc)
-                first = failing_since is None
-                if first:
+                first_failure = failing_since is None
+                if first_failure:
                     failing_since = time.monotonic()
-                if not _reopen(instrument, writer, settings.reconnect_timeout, failing_since, first, exc):
+                if not _reopen(instrument, writer, settings.reconnect_timeout, failing_since, first_failure, exc):
                     break
                 continue
             failing_since = None
@@ -233,7 +232,7 @@ def run_acquisition(
             for i, t in enumerate(times):
                 if settings.number_of_events and published >= settings.number_of_events:
                     break
-                writer.put(records[i], first + i, t_seen if t is None else t, dead)
+                writer.put(records[i], first_trigger + i, t_seen if t is None else t, dead)
                 published += 1
             t_prev = t_done
     except SystemExit:
