@@ -344,3 +344,27 @@ def test_rigol_sample_time_other_than_configured_ends_the_run():
             message = run.error()
             assert run.events(1, timeout=0.1) == []
     assert "InstrumentError" in message and "sampled every 1 ns, configured sample_time_ns is 2" in message
+
+
+def test_a_third_family_is_a_table(monkeypatch):
+    """A new command family is a new ScpiFamily table: here the Red Pitaya's with the short form of TRig."""
+    import dataclasses
+
+    from mimocorb.sources import scpi
+
+    table = dataclasses.replace(
+        scpi.FAMILIES["redpitaya"],
+        name="redpitaya_short",
+        arm=("ACQ:START", "ACQ:TR {trigger}_{slope}"),
+        completion=(("ACQ:TR:STAT?", ("TD",), ("WAIT",)), ("ACQ:TR:FILL?", ("1",), ("0",))),
+    )
+    monkeypatch.setitem(scpi.FAMILIES, "redpitaya_short", table)
+    kind = KINDS["redpitaya"]
+    with kind.make_sim(Faults()) as sim:
+        cfg = dict(kind.config(sim), family="redpitaya_short", number_of_events=3)
+        with SourceRun(kind.fn, cfg, kind.samples, kind.dtype, after_fork=sim.forget_in_child).start() as run:
+            events = run.events(3)
+            assert run.join() == 0, run.error()
+    assert [e.counter for e in events] == [1, 2, 3]
+    for e in events:
+        assert _same(e.data, kind.expected(sim, e.counter))

@@ -243,3 +243,50 @@ def test_replay_in_a_setup_file_run(tmp_path):
     assert list(table["timestamp"]) == [m[1] for m in md] and list(table["deadtime"]) == [m[2] for m in md]
     np.testing.assert_array_equal(np.stack(table["chA"].to_numpy()), data["chA"])
     np.testing.assert_array_equal(np.stack(table["chB"].to_numpy()), data["chB"])
+
+
+def test_v1_lab_module_reading_archives_in_a_setup_run(tmp_path):
+    """A 1.x lab module that reads archives through mimocorb.parquetReader and rbImport, as 1.x setups did."""
+    data, md = _run(30)
+    write_tar_v1(tmp_path / "run.tar", data, md)
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "file_source.py").write_text(
+        textwrap.dedent("""
+        from mimocorb.buffer_control import rbImport
+        from mimocorb.parquetReader import parquetReader
+
+        def tar_parquet_source(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
+            source = parquetReader(config_dict)
+            sink = sink_list[0]
+            names = [d[0] for d in sink["dtype"]]
+            source.init(len(names), sink["values_per_slot"], names)
+
+            def yield_data():
+                while True:
+                    yield source(), None
+
+            rbImport(config_dict=config_dict, sink_list=sink_list, ufunc=yield_data, **rb_info)()
+        """)
+    )
+    (tmp_path / "modules" / "save.py").write_text(
+        "from mimocorb.buffer_control import rb_toWaveformfile\n\n\n"
+        "def save(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):\n"
+        "    rb_toWaveformfile(source_list=source_list, config_dict=config_dict, **rb_info)()\n"
+    )
+    (tmp_path / "src.yaml").write_text(f"path: {tmp_path}\nsleeptime: 0\nnumber_of_samples: 30\n")
+    (tmp_path / "save.yaml").write_text("filename: wf\n")
+    (tmp_path / "setup.yaml").write_text(
+        textwrap.dedent("""
+        RingBuffer:
+          - RB_1: {number_of_slots: 8, channel_per_slot: 30, data_type: {1: ['chA', 'float32'], 2: ['chB', 'int16']}}
+        Functions:
+          - Fkt_1: {file_name: modules/file_source, fkt_name: tar_parquet_source, num_process: 1,
+                    RB_assign: {RB_1: write}, config_file: src.yaml}
+          - Fkt_2: {file_name: modules/save, fkt_name: save, num_process: 1, RB_assign: {RB_1: read},
+                    config_file: save.yaml}
+        """)
+    )
+    res = run_cli(["run", tmp_path / "setup.yaml", "--headless", "--output", tmp_path / "out"], timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rec = np.load(run_folder(tmp_path / "out") / "wf.npy")
+    np.testing.assert_array_equal(rec["data"], data)

@@ -175,7 +175,7 @@ class ScpiSimulator(InstrumentServer):
             ("ACQ:TRig", trig),
             ("ACQ:TRig:STAT?", stat),
             ("ACQ:TRig:FILL?", fill),
-            ("ACQ:SOURce#:DATA:OLD:N?", data),
+            ("ACQ:SOUR#:DATA:OLD:N?", data),
         ]
 
     # ------------------------------------------------------------ Rigol DS1000Z
