@@ -173,7 +173,8 @@ def check_config(role: str, config: Optional[dict], where: str = "config") -> Li
     out = LinkConfig(role)
     base = Path(cfg.get("setup_directory") or os.getcwd())
     if ("bind" in cfg) == ("connect" in cfg):
-        problems.append(f"expected exactly one of 'bind' and 'connect', got {sorted(k for k in cfg if k in COMMON_KEYS)}")
+        given = sorted(k for k in cfg if k in ("bind", "connect"))
+        problems.append(f"expected exactly one of 'bind' and 'connect', got {given or 'neither'}")
     if "bind" in cfg:
         try:
             out.bind = bind_endpoint(cfg["bind"])
