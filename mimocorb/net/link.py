@@ -75,7 +75,7 @@ class _LoggingAuthenticator(ThreadAuthenticator):
 
     def __init__(self, context: zmq.Context, allowed: Optional[dict], folder: Any):
         super().__init__(context, log=logging.getLogger("mimocorb.net.auth"))
-        self._allowed = allowed  # z85 public key -> True; None: any client with a key
+        self._keys = allowed  # z85 public key -> True; None: any client with a key
         self._folder = folder
         self._address = "?"
 
@@ -85,7 +85,7 @@ class _LoggingAuthenticator(ThreadAuthenticator):
         await super().handle_zap_message(msg)
 
     def callback(self, domain: str, key: bytes) -> bool:
-        if self._allowed is None or key in self._allowed:
+        if self._keys is None or key in self._keys:
             return True
         logger.warning(
             "refused a client at %s: its CURVE key %s is not among the allowed keys in %s",
@@ -96,8 +96,9 @@ class _LoggingAuthenticator(ThreadAuthenticator):
         return False
 
 
-def open_socket(ctx: zmq.Context, s: zmq.Socket, cfg: LinkConfig, role: str,
-                connect: Optional[str] = None) -> Optional[ThreadAuthenticator]:
+def open_socket(
+    ctx: zmq.Context, s: zmq.Socket, cfg: LinkConfig, role: str, connect: Optional[str] = None
+) -> Optional[ThreadAuthenticator]:
     """Bind ``s`` to ``cfg.bind`` (CURVE server, with the authenticator it needs, returned)
     or connect it to ``connect`` (CURVE client), as the configuration says."""
     public = secret = None
@@ -267,8 +268,12 @@ class Node:
                 self._on_error(route, parse_text(frames), peer)
             elif peer is None:
                 if route[1] is not None:  # a bound side restarted meanwhile, or a client that skipped HELLO
-                    self.send(route, hello(self.role, self.cfg.name, self.session, self.layout, self.cfg.heartbeat,
-                                           self.hello_window()))
+                    self.send(
+                        route,
+                        hello(
+                            self.role, self.cfg.name, self.session, self.layout, self.cfg.heartbeat, self.hello_window()
+                        ),
+                    )
                 elif route[0] in self.hello_due:
                     self.hello_due[route[0]] = 0.0  # say HELLO now
             else:
@@ -290,8 +295,9 @@ class Node:
     def _on_error(self, route: tuple, text: str, peer: Optional[Peer]) -> None:
         if route[1] is None:  # the side we connected to refused us: nothing will work
             raise NetError(f"{self.role} {self.cfg.name!r}: {self.endpoints[route[0]]} refused the link: {text}")
-        logger.warning("%s %s: a peer on %s refused the link: %s", self.role, self.cfg.name,
-                       self.endpoints[route[0]], text)
+        logger.warning(
+            "%s %s: a peer on %s refused the link: %s", self.role, self.cfg.name, self.endpoints[route[0]], text
+        )
         if peer is not None:
             self.drop_peer(peer)
 
@@ -299,8 +305,10 @@ class Node:
         info = parse_hello(frames, self.role, self.layout)
         now = time.monotonic()
         if route[1] is not None:  # bound side: answer every HELLO
-            self.send(route, hello(self.role, self.cfg.name, self.session, self.layout, self.cfg.heartbeat,
-                                   self.hello_window()))
+            self.send(
+                route,
+                hello(self.role, self.cfg.name, self.session, self.layout, self.cfg.heartbeat, self.hello_window()),
+            )
         else:
             self.hello_due.pop(route[0], None)
         old = self.peers.get(info["session"])
@@ -320,8 +328,14 @@ class Node:
         p = Peer(info["name"], info["session"], route, info["window"], info["heartbeat"], now, now)
         self.peers[p.session] = p
         self.routes[route] = p.session
-        logger.info("%s %s: link to %s (session %x) via %s", self.role, self.cfg.name, p.name, p.session,
-                    self.endpoints[route[0]])
+        logger.info(
+            "%s %s: link to %s (session %x) via %s",
+            self.role,
+            self.cfg.name,
+            p.name,
+            p.session,
+            self.endpoints[route[0]],
+        )
         self.on_session(p, again=False)
 
     def _heard(self, peer: Peer) -> None:
@@ -347,16 +361,18 @@ class Node:
         hb = self.cfg.heartbeat
         for i, due in list(self.hello_due.items()):
             if now >= due:
-                self.send((i, None), hello(self.role, self.cfg.name, self.session, self.layout, hb,
-                                           self.hello_window()))
+                self.send(
+                    (i, None), hello(self.role, self.cfg.name, self.session, self.layout, hb, self.hello_window())
+                )
                 self.hello_due[i] = now + hb
         for p in list(self.peers.values()):
             if now - p.last_sent >= hb:
                 self.send_peer(p, seq_message(HB, p.out_seq))
             if not p.lost and now - p.last_heard > self.cfg.peer_timeout:
                 p.lost = True
-                logger.warning("%s %s: %s silent for %.1f s: lost", self.role, self.cfg.name, p.name,
-                               now - p.last_heard)
+                logger.warning(
+                    "%s %s: %s silent for %.1f s: lost", self.role, self.cfg.name, p.name, now - p.last_heard
+                )
                 if p.route[1] is None and self.routes.get(p.route) == p.session:
                     self.hello_due[p.route[0]] = now  # say HELLO until the other side answers
                 self.on_lost(p)
@@ -380,4 +396,3 @@ class Node:
     def on_local(self, sock: zmq.Socket) -> int:
         """A socket registered in :attr:`poller` besides the network ones has messages; returns how many."""
         return 0
-

@@ -46,15 +46,17 @@ class Publisher:
         self.layout = Layout.from_setup(observed)
         interval = self.cfg.extra.get("interval")
         self.observer = Observer(dict(observed, interval=interval) if interval is not None else observed)
-        self.stats_ = LinkStats("publisher", self.cfg.name, str(observed.get("name")), self.cfg.run_folder,
-                                self.cfg.stats_interval)
+        self.stats_ = LinkStats(
+            "publisher", self.cfg.name, str(observed.get("name")), self.cfg.run_folder, self.cfg.stats_interval
+        )
         self._layout_text = json.dumps(self.layout.as_json()).encode()
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PUB)
         self.sock.setsockopt(zmq.SNDHWM, 4)  # a slow subscriber loses messages, never holds us
         try:
-            self.auth = open_socket(self.ctx, self.sock, self.cfg, "publisher",
-                                    self.cfg.connect[0] if self.cfg.connect else None)
+            self.auth = open_socket(
+                self.ctx, self.sock, self.cfg, "publisher", self.cfg.connect[0] if self.cfg.connect else None
+            )
         except BaseException:
             self.close()
             raise
@@ -107,15 +109,17 @@ class Subscriber:
         self.layout = Layout.from_setup(sink)
         self._layout_text = json.dumps(self.layout.as_json()).encode()
         self.writer = Writer(sink)
-        self.stats_ = LinkStats("subscriber", self.cfg.name, str(sink.get("name")), self.cfg.run_folder,
-                                self.cfg.stats_interval)
+        self.stats_ = LinkStats(
+            "subscriber", self.cfg.name, str(sink.get("name")), self.cfg.run_folder, self.cfg.stats_interval
+        )
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.CONFLATE, 1)  # only the newest message waits for us
         self.sock.setsockopt(zmq.SUBSCRIBE, b"")
         try:
-            self.auth = open_socket(self.ctx, self.sock, self.cfg, "subscriber",
-                                    self.cfg.connect[0] if self.cfg.connect else None)
+            self.auth = open_socket(
+                self.ctx, self.sock, self.cfg, "subscriber", self.cfg.connect[0] if self.cfg.connect else None
+            )
         except BaseException:
             self.close()
             raise
@@ -131,8 +135,10 @@ class Subscriber:
             raise NetError(f"the publisher speaks protocol version {version}, this subscriber version {VERSION}")
         text = msg[HEADER.size : HEADER.size + n]
         if text != self._layout_text:
-            raise NetError(f"event layouts differ: this subscriber's buffer has {self.layout}, "
-                           f"the publisher's {text.decode(errors='replace')}")
+            raise NetError(
+                f"event layouts differ: this subscriber's buffer has {self.layout}, "
+                f"the publisher's {text.decode(errors='replace')}"
+            )
         payload = msg[HEADER.size + n :]
         if seq and len(payload) != self.layout.payload_bytes:
             self._garbage(f"an event of {len(payload)} bytes, expected {self.layout.payload_bytes}")
@@ -180,8 +186,9 @@ class Subscriber:
         self.writer.close()
 
 
-def publish(source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None,
-            **rb_info: Any) -> None:
+def publish(
+    source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None, **rb_info: Any
+) -> None:
     """Worker function (``RB_assign: {RB_x: observe}``): the newest events on a PUB socket."""
     if not observe_list or len(observe_list) != 1 or source_list or sink_list:
         raise NetError(f"publish observes exactly one buffer and reads or writes none; got RB_assign {rb_info}")
@@ -192,8 +199,9 @@ def publish(source_list: Any = None, sink_list: Any = None, observe_list: Any = 
         pub.close()
 
 
-def subscribe(source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None,
-              **rb_info: Any) -> None:
+def subscribe(
+    source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None, **rb_info: Any
+) -> None:
     """Worker function (``RB_assign: {RB_x: write}``): an observer stream into the buffer."""
     if not sink_list or len(sink_list) != 1 or source_list:
         raise NetError(f"subscribe writes exactly one buffer and reads none; got RB_assign {rb_info}")

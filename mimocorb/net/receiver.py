@@ -17,6 +17,8 @@ Records below a sender's ``low`` mark are forgotten (never sent again).
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import struct
 import threading
 import time
@@ -53,6 +55,21 @@ _PAIR = struct.Struct("<QQQ")  # sender session, first, published (main -> netwo
 _SID = struct.Struct("<Q")
 _ACK, _BYE, _BYE_TO, _NEW, _GONE, _BACK, _ENDED = b"A", b"Y", b"T", b"N", b"G", b"K", b"E"
 _MAIN_POLL = 0.1  # seconds between two looks at the run state while no data comes
+#: Tests only: ``before_publish:K`` or ``after_publish:K`` kills the receiver (SIGKILL) at that
+#: point of its K-th batch -- the last event written but not published, or published but not
+#: acknowledged.
+FAULT_ENV = "MIMOCORB_NET_FAULT"
+
+
+def _fault_point() -> tuple[str, int]:
+    spec = os.environ.get(FAULT_ENV, "")
+    point, _, k = spec.partition(":")
+    return (point, int(k)) if k.isdigit() else ("", 0)
+
+
+def _fault(point: str, fault: tuple[str, int], batches: int) -> None:
+    if fault[0] == point and batches == fault[1]:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def default_window(payload: int) -> int:
@@ -128,8 +145,13 @@ class _ReceiverNode(Node):
 
     def _resync(self, peer: Peer, seen: int) -> None:
         self.counts["gaps"] += 1
-        logger.info("receiver %s: messages from %s lost (expected %d, saw %d): asking for them again",
-                    self.cfg.name, peer.name, peer.in_seq + 1, seen)
+        logger.info(
+            "receiver %s: messages from %s lost (expected %d, saw %d): asking for them again",
+            self.cfg.name,
+            peer.name,
+            peer.in_seq + 1,
+            seen,
+        )
         self.send_peer(peer, seq_message(RESYNC, peer.in_seq))
         peer.in_seq = seen
 
@@ -212,13 +234,17 @@ class Receiver:
         self.published: dict[tuple[int, int], int] = {}  # (sender, batch first) -> events published
         session = new_session()
         if self.cfg.extra.get("journal", True) and self.cfg.run_folder is not None:
-            self.journal = Journal(journal_path(self.cfg.run_folder, self.cfg.name), sink["token"],
-                                   max(2 * self.window, 64))
+            self.journal = Journal(
+                journal_path(self.cfg.run_folder, self.cfg.name), sink["token"], max(2 * self.window, 64)
+            )
             session = self.journal.session
             self.published = self.journal.recover(self.writer)
-        self.link_stats = LinkStats("receiver", self.cfg.name, str(sink.get("name")), self.cfg.run_folder,
-                                    self.cfg.stats_interval)
+        self.link_stats = LinkStats(
+            "receiver", self.cfg.name, str(sink.get("name")), self.cfg.run_folder, self.cfg.stats_interval
+        )
         self._u8: dict[int, np.ndarray] = {}  # slot index -> byte view of the writer's slot view
+        self._fault = _fault_point()
+        self._batches = 0
         pipe_addr = f"inproc://mimocorb-net-receiver-{id(self):x}"
         self.node = _ReceiverNode(self.cfg, self.layout, session, self.window, self.link_stats, pipe_addr)
         self.pipe = self.node.ctx.socket(zmq.PAIR)
@@ -230,8 +256,9 @@ class Receiver:
     # -- the main thread --------------------------------------------------------
     def run(self) -> str:
         """Receive until the senders end, are lost (``on_sender_lost: end``) or the run ends."""
-        self._thread = threading.Thread(target=self.node.serve, args=(self._failure,), name="mimocorb-net-rx",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.node.serve, args=(self._failure,), name="mimocorb-net-rx", daemon=True
+        )
         self._thread.start()
         self.link_stats.state = "running"
         seen: set[int] = set()
@@ -269,8 +296,11 @@ class Receiver:
                     reason = "end"
                     break
                 if end_on_loss and seen and seen <= ended | lost:
-                    logger.warning("receiver %s: every sender is gone (lost for %.1f s): ending", self.cfg.name,
-                                   self.cfg.peer_timeout)
+                    logger.warning(
+                        "receiver %s: every sender is gone (lost for %.1f s): ending",
+                        self.cfg.name,
+                        self.cfg.peer_timeout,
+                    )
                     reason = "lost"
                     break
         finally:
@@ -315,7 +345,12 @@ class Receiver:
                 dst[:] = rows[i]
                 w.set_metadata(counters[i], stamps[i], dead[i])
                 i += 1
+            self._batches += 1
+            if self._fault[0]:
+                _fault("before_publish", self._fault, self._batches)
             w.process_buffer()
+            if self._fault[0]:
+                _fault("after_publish", self._fault, self._batches)
         except SystemExit:  # the run ends: events 0..i-1 are published, the claim was given back
             self.published[key] = i
             self.link_stats.add("published", i - done)
@@ -366,8 +401,9 @@ class Receiver:
         self.close()
 
 
-def receive(source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None,
-            **rb_info: Any) -> None:
+def receive(
+    source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None, **rb_info: Any
+) -> None:
     """Worker function (``RB_assign: {RB_x: write}``): events from senders into the buffer.
 
     Returns when every sender it has seen ended its stream (or ``senders`` of them), when

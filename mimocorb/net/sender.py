@@ -196,8 +196,13 @@ class Sender(Node):
         if moved and why is not None:
             n = sum(b.n - b.done for b in moved)
             self.link_stats.add("reassigned", n)
-            logger.warning("sender %s: %s; %d events it had not acknowledged go to the other receivers "
-                           "(those it published without acknowledging may arrive twice)", self.cfg.name, why, n)
+            logger.warning(
+                "sender %s: %s; %d events it had not acknowledged go to the other receivers "
+                "(those it published without acknowledging may arrive twice)",
+                self.cfg.name,
+                why,
+                n,
+            )
 
     def _resend(self, peer: Peer, why: str) -> None:
         mine = [b for b in self.batches.values() if b.receiver == peer.session]
@@ -334,8 +339,11 @@ class Sender(Node):
         super().close()
         held = {id(b.reader) for b in self.batches.values()}
         if held:
-            logger.warning("sender %s closed with %d events not acknowledged; they stay held by this process",
-                           self.cfg.name, sum(b.n - b.done for b in self.batches.values()))
+            logger.warning(
+                "sender %s closed with %d events not acknowledged; they stay held by this process",
+                self.cfg.name,
+                sum(b.n - b.done for b in self.batches.values()),
+            )
         for r in self.readers:
             if id(r) not in held:
                 r.close()
@@ -347,8 +355,9 @@ class Sender(Node):
         self.close()
 
 
-def send(source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None,
-         **rb_info: Any) -> None:
+def send(
+    source_list: Any = None, sink_list: Any = None, observe_list: Any = None, config_dict: Any = None, **rb_info: Any
+) -> None:
     """Worker function (``RB_assign: {RB_x: read}``): the buffer's events to receivers on other hosts.
 
     Returns when the local run has ended, every event was acknowledged by a receiver

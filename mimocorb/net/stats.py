@@ -44,8 +44,20 @@ COUNTERS = (
     "bytes",
 )
 #: The columns a run control adds to ``buffer_stats.csv`` per link (see :func:`csv_row`).
-CSV_FIELDS = ("link", "role", "buffer", "sent", "acked", "resent", "in_flight", "received", "published",
-              "duplicates", "reconnects", "mb_per_s")
+CSV_FIELDS = (
+    "link",
+    "role",
+    "buffer",
+    "sent",
+    "acked",
+    "resent",
+    "in_flight",
+    "received",
+    "published",
+    "duplicates",
+    "reconnects",
+    "mb_per_s",
+)
 
 
 class LinkStats:
@@ -137,11 +149,12 @@ def format_link_status(stats: dict[str, dict]) -> str:
     parts = []
     for s in stats.values():
         if s["role"] == "sender":
-            body = (f"sent {s['sent']} acked {s['acked']} resent {s['resent']} in flight {s['in_flight']} "
-                    f"reconn {s['reconnects']}")
+            body = (
+                f"sent {s['sent']} acked {s['acked']} resent {s['resent']} in flight {s['in_flight']} "
+                f"reconn {s['reconnects']}"
+            )
         elif s["role"] == "receiver":
-            body = (f"received {s['received']} published {s['published']} dup {s['duplicates']} "
-                    f"reconn {s['reconnects']}")
+            body = f"received {s['received']} published {s['published']} dup {s['duplicates']} reconn {s['reconnects']}"
         else:
             body = f"events {s['published'] or s['sent']} dropped {s['dropped']}"
         parts.append(f"{s['role']} {s['link']}: {body} {s['mb_per_s']:.1f} MB/s")
