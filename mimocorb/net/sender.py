@@ -140,6 +140,11 @@ class Sender(Node):
     def on_lost(self, peer: Peer) -> None:
         self.link_stats.peers[peer.name] = "lost"
         self.lost_at[peer.session] = time.monotonic()
+        for new in self.peers.values():  # it started again (new session) before it was found lost
+            if new is not peer and new.name == peer.name and not new.lost and new.since > peer.since:
+                self._unassign(peer, f"{peer.name} started again (new session)")
+                self.drop_peer(peer)
+                return
 
     def on_back(self, peer: Peer) -> None:
         self.link_stats.peers[peer.name] = "up"
