@@ -3,6 +3,7 @@ killed and restarted (its journal), refusals, the end of the stream, a lost send
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import time
@@ -298,3 +299,56 @@ def test_bind_to_a_port_means_loopback_and_bad_keys_are_named(tmp_path):
         "unknown keys ['colour']",
     ):
         assert part in text
+
+
+def test_observer_stream_newest_events_never_holds_back_counts_drops(h, tmp_path):
+    """A publisher observing a busy buffer, a subscriber writing into a display buffer: the
+    source runs unhindered, the subscriber gets recent events in order and counts the ones it
+    missed; the stream ends with the publisher's run. Another layout is refused."""
+    import threading
+
+    from mimocorb.mimo_buffer import Reader
+    from mimocorb.net import Publisher, Subscriber
+
+    port = free_port()
+    a, b, bad = h.buffer(), h.buffer(slots=8), h.buffer(dtype=np.float32)
+    h.start(record, a.new_reader_group(), h.q)  # the obligatory consumer of the source buffer
+    reader = Reader(b.new_reader_group())
+    rows: list = []
+    stop = threading.Event()
+
+    def display() -> None:
+        while not stop.is_set():
+            v = reader.get_timeout(0.05)
+            if v is not None:
+                rows.append((int(v[0]), reader.get_metadata()))
+
+    with contextlib.ExitStack() as stack:
+        wrong = stack.enter_context(Subscriber(bad.new_writer(), {"connect": f"127.0.0.1:{port}"}))
+        pub = stack.enter_context(Publisher(a.new_observer(), {"bind": port, "interval": 0.001}))
+        sub = stack.enter_context(Subscriber(b.new_writer(), {"connect": f"127.0.0.1:{port}"}))
+        threads = [threading.Thread(target=f, daemon=True) for f in (pub.run, display)]
+        for t in threads:
+            t.start()
+        src = h.start(source, a.new_writer(), 20000, 0, 4000.0)
+        with pytest.raises(NetError, match="event layouts differ"):
+            wrong.run()
+        st = threading.Thread(target=sub.run, daemon=True)
+        st.start()
+        assert h.join(src, 30) == 0
+        a.shutdown(10)
+        threads[0].join(10)
+        st.join(10)
+        assert not st.is_alive() and not threads[0].is_alive()  # END of the stream ends the subscriber
+        time.sleep(0.3)
+        stop.set()
+        threads[1].join(5)
+    reader.close()
+    stats = sub.stats()
+    assert stats["published"] == len(rows) > 10
+    seqs = [r[0] for r in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    for s, (c, ts, dt) in rows:
+        assert (c, ts) == (s * 3, 1000.0 + s)
+    assert stats["dropped"] > 0 and stats["published"] + stats["dropped"] <= pub.stats()["sent"]
+    assert len(h.get()) == 20000  # the obligatory consumer got everything

@@ -100,6 +100,12 @@ class Publisher:
         self.ctx.term()
         self.observer.close()
 
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
 
 class Subscriber:
     """Write the events of an observer stream into a local buffer (writer setup dict)."""
@@ -184,6 +190,12 @@ class Subscriber:
             self.auth.stop()
         self.ctx.term()
         self.writer.close()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
 
 def publish(
