@@ -349,6 +349,6 @@ def test_observer_stream_newest_events_never_holds_back_counts_drops(h, tmp_path
     seqs = [r[0] for r in rows]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     for s, (c, ts, dt) in rows:
-        assert (c, ts) == (s * 3, 1000.0 + s)
+        assert (c, ts, dt) == (s * 3, 1000.0 + s, 0.5 * (s % 7))
     assert stats["dropped"] > 0 and stats["published"] + stats["dropped"] <= pub.stats()["sent"]
     assert len(h.get()) == 20000  # the obligatory consumer got everything
