@@ -93,8 +93,15 @@ def _consumer(rd: dict, kind: str, n: int, q) -> None:
             expect += len(seqs)
     except SystemExit:
         pass
-    q.put({"events": expect, "ok": bool(ok and expect == n), "t_first": t_first, "t_last": time.perf_counter(),
-           "lat_ns": lat if n <= 20000 else []})
+    q.put(
+        {
+            "events": expect,
+            "ok": bool(ok and expect == n),
+            "t_first": t_first,
+            "t_last": time.perf_counter(),
+            "lat_ns": lat if n <= 20000 else [],
+        }
+    )
 
 
 def side(args: argparse.Namespace) -> None:
@@ -215,14 +222,33 @@ class Namespaces:
 
 
 def _case(cmd: str, kind: str, n: int, rate: float, addr: str, ns: tuple, frame: int = 0) -> dict:
-    base = [sys.executable, "-m", "benchmarks.bench_net", cmd, "--kind", kind, "--n", str(n), "--rate", str(rate),
-            "--addr", addr, "--frame", str(frame)]
+    base = [
+        sys.executable,
+        "-m",
+        "benchmarks.bench_net",
+        cmd,
+        "--kind",
+        kind,
+        "--n",
+        str(n),
+        "--rate",
+        str(rate),
+        "--addr",
+        addr,
+        "--frame",
+        str(frame),
+    ]
     procs = []
     try:
         for role, space in (("back", ns[1]), ("front", ns[0])):
             pre = ["ip", "netns", "exec", space] if space else []
-            p = subprocess.Popen(pre + base + ["--role", role], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                 text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            p = subprocess.Popen(
+                pre + base + ["--role", role],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            )
             procs.append(p)
             assert p.stdout.readline().strip() == "ready"
         procs[1].stdin.write("go\n")
@@ -292,12 +318,24 @@ def main(argv=None) -> int:
             for case, res in r.items():
                 failed |= not res["ok"]
                 extra = f" p50 {res['p50_us']:.0f} us p99 {res['p99_us']:.0f} us" if "p50_us" in res else ""
-                log.info("%-12s %-34s %12.0f events/s %6.2f GB/s%s%s", label, case, res["events_per_s"],
-                         res["gb_per_s"], extra, "" if res["ok"] else "  FAILED (events lost or out of order)")
+                log.info(
+                    "%-12s %-34s %12.0f events/s %6.2f GB/s%s%s",
+                    label,
+                    case,
+                    res["events_per_s"],
+                    res["gb_per_s"],
+                    extra,
+                    "" if res["ok"] else "  FAILED (events lost or out of order)",
+                )
             ratio = r["64 KiB bridge"]["gb_per_s"] / r["64 KiB raw pyzmq"]["gb_per_s"]
-            log.info("%-12s 64 KiB bridge / raw pyzmq: %.0f %% (target >= 80 %%); 40 B: %.0f events/s "
-                     "(target >= 1,000,000); latency p50 %.0f us (target <= 150 us)", label, 100 * ratio,
-                     r["40 B bridge"]["events_per_s"], r["latency bridge"].get("p50_us", float("nan")))
+            log.info(
+                "%-12s 64 KiB bridge / raw pyzmq: %.0f %% (target >= 80 %%); 40 B: %.0f events/s "
+                "(target >= 1,000,000); latency p50 %.0f us (target <= 150 us)",
+                label,
+                100 * ratio,
+                r["40 B bridge"]["events_per_s"],
+                r["latency bridge"].get("p50_us", float("nan")),
+            )
     finally:
         if nets is not None:
             nets.close()
