@@ -13,7 +13,7 @@ import sys
 import time
 from functools import partial
 
-from . import latency, machine, profile_small, report, throughput
+from . import bare, latency, machine, profile_small, report, scaling, throughput
 from .events import BIG, SMALL
 from .procs import CaseError, leftover_segments
 from .transports import peers
@@ -81,10 +81,20 @@ def main(argv=None) -> int:
                     partial(best_of, partial(throughput.run_case, peer, kind, nw, ng, nm, dur), reps, "events_per_s"),
                 )
             if label == "1w->1r":
+                if kind is SMALL:  # the limit case: a bare ring with the same user code, same run
+                    case = partial(throughput.run_case, bare.BareRing, kind, 1, 1, 1, dur)
+                    tp[key]["bare ring"] = guarded(f"{key} bare ring", partial(best_of, case, reps, "events_per_s"))
                 tp[key]["copy limit"] = best_of(partial(throughput.copy_limit, kind, dur), reps, "events_per_s")
             if "faster-fifo" not in tp[key]:
                 tp[key]["faster-fifo"] = {"skipped": "not importable"}
     results["throughput"] = tp
+    log.info("64 KiB: back-to-back pairs of 1w->1r and the in-process copy")
+    mimo_peer = next(p for p in peer_list if p.name == "mimocorb")
+    results["big_pairs"] = guarded("64 KiB pairs", partial(throughput.big_pairs, mimo_peer, BIG, dur, 5))
+
+    # -- scaling ----------------------------------------------------------------
+    log.info("scaling: groups, members, writers")
+    results["scaling"] = guarded("scaling", partial(scaling.run, 0.3 if args.quick else 1.0))
 
     # -- batch ------------------------------------------------------------------
     log.info("batch calls")
@@ -144,6 +154,15 @@ def main(argv=None) -> int:
         "",
     ]
     out += report.throughput_table({**tp, f"{SMALL.name}, batch of {throughput.BATCH}": batch})
+    if "median_ratio" in results["big_pairs"]:
+        bp = results["big_pairs"]
+        out += [
+            "",
+            f"64 KiB, 1w->1r / in-process copy, {bp['pairs']} back-to-back pinned pairs: median "
+            f"{100 * bp['median_ratio']:.0f}% (pairs: {', '.join(f'{100 * x:.0f}' for x in bp['ratios'])}%)",
+        ]
+    if "rows" in results["scaling"]:
+        out += [""] + scaling.table(results["scaling"])
     out += [""] + report.latency_table(lat, results["futex"])
     bc = results["blocked_cpu"]
     out += [""] + [

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
+import statistics
 import time
 
 import numpy as np
@@ -27,20 +29,35 @@ TOPOLOGIES = [
 ]
 
 
-def run_case(peer, kind: EventKind, writers: int, groups: int, members: int, duration: float) -> dict:
+def _pinned(target, cpu: int):
+    """`target` run on one CPU (placement kept fixed: figures that do not move with it)."""
+
+    def run(report, go, *args):
+        os.sched_setaffinity(0, {cpu})
+        return target(report, go, *args)
+
+    return run
+
+
+def run_case(
+    peer, kind: EventKind, writers: int, groups: int, members: int, duration: float, pin: bool = False
+) -> dict:
     """One run: events/s at the writers (the channel bounds how far they can run
-    ahead), after checking that every group got every event exactly once."""
+    ahead), after checking that every group got every event exactly once. ``pin``:
+    writers from CPU 0 upwards, readers from the last CPU downwards."""
     st = peer.setup(kind, groups, members)
     procs = Procs()
+    cpus = sorted(os.sched_getaffinity(0))
     try:
         shared = members > 1
         wnames = [f"w{i}" for i in range(writers)]
         rnames = [f"r{g}.{m}" for g in range(groups) for m in range(members)]
-        for g in range(groups):
-            for m in range(members):
-                procs.add(f"r{g}.{m}", peer.reader, st, kind, g, writers, shared)
+        for j, (g, m) in enumerate((g, m) for g in range(groups) for m in range(members)):
+            target = _pinned(peer.reader, cpus[-1 - j % len(cpus)]) if pin else peer.reader
+            procs.add(f"r{g}.{m}", target, st, kind, g, writers, shared)
         for i in range(writers):
-            procs.add(f"w{i}", peer.writer, st, kind, i, writers, duration)
+            target = _pinned(peer.writer, cpus[i % len(cpus)]) if pin else peer.writer
+            procs.add(f"w{i}", target, st, kind, i, writers, duration)
         procs.start()
         procs.wait_ready(wnames + rnames)
         procs.go.set()
@@ -113,6 +130,25 @@ def copy_limit(kind: EventKind, duration: float) -> dict:
         raise CaseError("copy limit: the ring does not hold the last event")
     how = max(best, key=best.get)
     return {"events_per_s": best[how], "bytes_per_s": best[how] * kind.nbytes, "how": how, "both": best}
+
+
+def big_pairs(peer, kind: EventKind, duration: float, pairs: int = 5) -> dict:
+    """The 64 KiB figure as the median of back-to-back pairs (a pinned 1 writer -> 1 reader
+    run, then the in-process copy on the writer's CPU): the ratio of each pair is taken
+    under the same conditions, so the machine's drift between pairs cancels."""
+    ratios, runs = [], []
+    cpu0 = min(os.sched_getaffinity(0))
+    for _ in range(pairs):
+        r = run_case(peer, kind, 1, 1, 1, duration, pin=True)
+        mask = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu0})
+        try:
+            c = copy_limit(kind, duration)
+        finally:
+            os.sched_setaffinity(0, mask)
+        ratios.append(r["bytes_per_s"] / c["bytes_per_s"])
+        runs.append((r["bytes_per_s"], c["bytes_per_s"]))
+    return {"median_ratio": statistics.median(ratios), "ratios": ratios, "runs": runs, "pairs": pairs}
 
 
 # ---------------------------------------------------------------------------

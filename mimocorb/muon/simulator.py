@@ -201,6 +201,14 @@ class pulseSimulator:  # noqa: N801  (1.x class name)
         spread = 0.3 * base if self.pulse_spread is None else self.pulse_spread
         return base + spread * self.rng.standard_normal(shape)
 
+    def draw_decays(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Decay times (ns) and electron directions (True = up) of ``n`` stopped muons:
+        ``t ~ exp(-t / tau)``, up with probability ``0.5 + A cos(2 pi t / T)`` (spin precession).
+        The events use exactly these draws; a fit of the precession can be checked on them."""
+        t_mu = self.rng.exponential(self.tau_mu, size=n)
+        p_up = 0.5 + self.A_spin * np.cos(2.0 * np.pi * t_mu / self.T_spin)
+        return t_mu, self.rng.random(n) < p_up
+
     def _new_block(self) -> None:
         """Draw the random numbers of the next ``_BLOCK`` events at once."""
         n = _BLOCK
@@ -215,9 +223,7 @@ class pulseSimulator:  # noqa: N801  (1.x class name)
         while bad.any():
             h1[bad, 0] = self._draw_heights((int(bad.sum()),))
             bad = h1[:, 0] < need
-        t_mu = rng.exponential(self.tau_mu, size=n)
-        p_up = 0.5 + self.A_spin * np.cos(2.0 * np.pi * t_mu / self.T_spin)
-        up = rng.random(n) < p_up
+        t_mu, up = self.draw_decays(n)
         fired2 = rng.random((n, nch)) < self.detector_efficiency
         h2 = self._draw_heights((n, nch))
         pos2 = (t_mu / self.sample_time_ns).astype(np.int64) + self.pre_trigger_samples
