@@ -1,7 +1,9 @@
 """``python -m benchmarks [--quick]``: every case, one table, one JSON file.
 
-Exit status 0 when every case ran and every event was verified; speed
-targets are reported (pass/miss), never asserted.
+Exit status 0 when every case of mimocorb (and of the bare ring) ran and every
+event was verified; a peer library's case that fails (e.g. a timeout under load)
+is reported with its figure missing. Speed targets are reported (pass/miss),
+never asserted.
 """
 
 from __future__ import annotations
@@ -58,13 +60,17 @@ def main(argv=None) -> int:
     }
     peer_list, notes = peers()
     results["notes"] = list(notes)
-    errors = []
+    errors = []  # a case of mimocorb (or the bare ring) that failed: exit status 1
+    peer_failures = []  # a case of another library that failed: reported, the run goes on
 
-    def guarded(what, fn):
+    def guarded(what, fn, peer_name="mimocorb"):
         try:
             return fn()
         except CaseError as exc:
-            errors.append(f"{what}: {exc}")
+            if peer_name in ("mimocorb", "bare ring"):
+                errors.append(f"{what}: {exc}")
+            else:  # e.g. faster-fifo timing out under load: its figure is missing, ours still stand
+                peer_failures.append(f"{what}: {exc}")
             log.error("FAILED %s: %s", what, exc)
             return {"skipped": f"failed: {exc}"}
 
@@ -79,6 +85,7 @@ def main(argv=None) -> int:
                 tp[key][peer.name] = guarded(
                     f"{key} {peer.name}",
                     partial(best_of, partial(throughput.run_case, peer, kind, nw, ng, nm, dur), reps, "events_per_s"),
+                    peer.name,
                 )
             if label == "1w->1r":
                 if kind is SMALL:  # the limit case: a bare ring with the same user code, same run
@@ -107,6 +114,7 @@ def main(argv=None) -> int:
         batch["faster-fifo"] = guarded(
             "batch faster-fifo",
             lambda: best_of(lambda: throughput.batch_case("faster-fifo", dur), reps, "events_per_s"),
+            "faster-fifo",
         )
     batch["copy limit"] = best_of(lambda: throughput.batch_copy_limit(dur), reps, "events_per_s")
     results["batch"] = batch
@@ -129,6 +137,7 @@ def main(argv=None) -> int:
         lat[label] = guarded(
             f"latency {label}",
             partial(best_of, partial(latency.latency_case, peer, lat_s, mode or "sleep"), lat_reps, "p50_us", False),
+            peer,
         )
     results["latency"] = lat
     log.info("CPU of blocked processes (%.0f s)", blocked_s)
@@ -145,6 +154,7 @@ def main(argv=None) -> int:
     if left:
         errors.append(f"segments left in /dev/shm: {left}")
     results["errors"] = errors
+    results["peer_failures"] = peer_failures
 
     m = results["machine"]
     out = [
@@ -178,6 +188,8 @@ def main(argv=None) -> int:
     if not args.no_json:
         out.append(f"results: {report.write_json(results, args.out)}")
     print("\n".join(out))
+    for e in peer_failures:
+        print(f"peer failed (its figure is missing): {e}", file=sys.stderr)
     for e in errors:
         print(f"ERROR: {e}", file=sys.stderr)
     return 1 if errors else 0
