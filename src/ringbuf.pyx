@@ -85,6 +85,11 @@ cdef enum:
 # how long a waiter sleeps on the futex before it looks at liveness again
 cdef double SLEEP_SLICE = 0.1
 cdef double LIVENESS_PERIOD = 0.25
+# A spinning waiter that finds SPIN_PREEMPTED seconds between two spin rounds (each a few
+# microseconds) was descheduled: no core is free for it. It then sleeps as the default
+# wait does for SPIN_BACKOFF seconds (see _Endpoint._keep_spinning).
+cdef double SPIN_PREEMPTED = 0.0002
+cdef double SPIN_BACKOFF = 0.25
 cdef double HOLD_PAUSE = 0.0002  # a member waits this long for a group's state change to end
 
 MAX_GROUPS = RB_MAX_GROUPS

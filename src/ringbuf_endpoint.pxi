@@ -38,6 +38,8 @@ cdef class _Endpoint:
     cdef object base2d
     cdef double spin_s
     cdef bint spin_forever
+    cdef double spin_prev       # spin_forever: when the previous spin round ended (0: none yet in this wait)
+    cdef double spin_off_until  # spin_forever: wait as the sleeping wait does until then (no core was free)
     cdef double next_liveness
     cdef uint64_t own_count   # events published / consumed by this endpoint
     cdef uint64_t base        # the entry's counter when this endpoint registered
@@ -66,6 +68,8 @@ cdef class _Endpoint:
         self.base2d = base2d
         self.spin_s = spin_s
         self.spin_forever = spin_forever
+        self.spin_prev = 0.0
+        self.spin_off_until = 0.0
         self.me = _take_entry(self.hdr)
         if self.me == NULL:
             with nogil:
@@ -108,6 +112,28 @@ cdef class _Endpoint:
         if self.spin_forever:
             return W_SIGNAL  # a spinning waiter never sleeps into EINTR: let Python look at signals
         return W_OK
+
+    cdef bint _keep_spinning(self, double now) noexcept nogil:
+        """spin_forever: spin on, unless this process lost its core between two spin
+        rounds. Then another runnable process needed that core -- quite possibly the
+        one this wait is for -- and spinning on would take its time: the wait goes to
+        sleep as the sleeping wait does, and keeps doing so for SPIN_BACKOFF seconds;
+        then, and before its first spin, it spins only if the machine has a core
+        free right now (rb_core_free). Where a core is free the spinner is never
+        descheduled that long, and it spins."""
+        if now < self.spin_off_until:
+            return False
+        if self.spin_off_until >= 0.0:  # first spin, or a back-off ended: is a core free?
+            if not rb_core_free():
+                self.spin_off_until = now + SPIN_BACKOFF
+                return False
+            self.spin_off_until = -1.0  # spinning; checked again after the next preemption
+        if self.spin_prev > 0.0 and now - self.spin_prev > SPIN_PREEMPTED:
+            self.spin_off_until = now + SPIN_BACKOFF
+            self.spin_prev = 0.0
+            return False
+        self.spin_prev = now
+        return True
 
     cdef int _raise_for(self, int r) except -1:
         if r == W_SIGNAL:

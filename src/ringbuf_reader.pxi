@@ -150,6 +150,7 @@ cdef class ReaderCore(_Endpoint):
         cdef int r, c, _i
         cdef uint32_t v, st
         t_spin_end = rb_mono_time() + self.spin_s
+        self.spin_prev = 0.0  # the time between two waits is the caller's, not a preemption
         while True:
             c = self._try_claim(k)
             for _i in range(64):
@@ -171,7 +172,7 @@ cdef class ReaderCore(_Endpoint):
             now = rb_mono_time()
             if t_end >= 0.0 and now >= t_end:
                 return W_TIMEOUT
-            if self.spin_forever and c != C_HOLD:
+            if self.spin_forever and c != C_HOLD and self._keep_spinning(now):
                 r = self._liveness()
                 if r != W_OK:
                     return r
@@ -194,6 +195,7 @@ cdef class ReaderCore(_Endpoint):
             if r == EINTR:
                 return W_SIGNAL
             t_spin_end = rb_mono_time() + self.spin_s  # woken: spin before the next sleep
+            self.spin_prev = 0.0
             r = self._liveness()
             if r != W_OK:
                 return r

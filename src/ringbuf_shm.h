@@ -360,6 +360,35 @@ static inline double rb_mono_time(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- is a core free? (the spinning wait asks before it spins) ------------- */
+/* Does the machine have a core for another process while this one runs? The
+ * fourth field of /proc/loadavg is "runnable/total": tasks runnable right now,
+ * this one included. A spinning waiter spins only when fewer than all online
+ * cores are busy, so the process it waits for has one. Unknown: 1 (spin). */
+static inline int rb_core_free(void) {
+    char buf[160];
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 1;
+    buf[n] = 0;
+    char *p = buf;
+    for (int i = 0; i < 3; i++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return 1;
+        p++;
+    }
+    long runnable = strtol(p, NULL, 10);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (runnable <= 0 || cores <= 0)
+        return 1;
+    return runnable < cores;
+}
+
 /* ---- processes: identity and liveness ------------------------------------ */
 /* starttime (field 22 of /proc/PID/stat, clock ticks since boot) and state;
  * returns 0 when the process does not exist. */

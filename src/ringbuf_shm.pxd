@@ -136,6 +136,7 @@ cdef extern from "ringbuf_shm.h" nogil:
 
     double rb_wall_time()
     double rb_mono_time()
+    bint rb_core_free()
 
     uint64_t rb_self_ident()
     bint rb_ident_alive(uint64_t ident)

@@ -144,13 +144,14 @@ cdef class WriterCore(_Endpoint):
         """Wait until _ready(claimed); writers that wait for a group raise
         space_waiting, those that wait for a slower writer lap_waiting."""
         cdef rb_header *h = self.hdr
-        cdef double t_end
+        cdef double t_end, now
         cdef int r
         cdef uint32_t v
         cdef int _i
         if self._ready(claimed):
             return W_OK
         t_end = rb_mono_time() + self.spin_s
+        self.spin_prev = 0.0  # the time between two waits is the caller's, not a preemption
         while True:
             # spin a little: the readers are usually a few hundred ns behind
             for _i in range(64):
@@ -161,12 +162,13 @@ cdef class WriterCore(_Endpoint):
                 return W_STOPPED
             if self.closing:
                 return W_CLOSING
-            if self.spin_forever:
+            now = rb_mono_time()
+            if self.spin_forever and self._keep_spinning(now):
                 r = self._liveness()
                 if r != W_OK:
                     return r
                 continue
-            if rb_mono_time() < t_end:
+            if now < t_end:
                 continue
             # sleep: read the word, announce, re-check, then wait while the word holds
             v = rb_load_sc32(&h.space_futex)
@@ -182,6 +184,7 @@ cdef class WriterCore(_Endpoint):
             if r == EINTR:
                 return W_SIGNAL
             t_end = rb_mono_time() + self.spin_s  # woken: events flow again, spin before the next sleep
+            self.spin_prev = 0.0
             r = self._liveness()
             if r != W_OK:
                 return r

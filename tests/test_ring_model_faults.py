@@ -242,6 +242,7 @@ class FaultModel(RuleBasedStateMachine):
             w = len(self.seqs)
             g["lost"]["orphaned"] += w - g["release"]
             g["state"], g["claim"], g["release"], g["released"] = "active", w, w, set()
+            g.pop("moved_to", None)
 
     @precondition(lambda self: self.groups)
     @rule(gi=st.integers(0, 1), point=st.sampled_from([None, None, "joining", "registered"]))
@@ -258,12 +259,17 @@ class FaultModel(RuleBasedStateMachine):
             self._restart_if_orphaned(gi)
             self.members.append(m)
             return
-        if point == "registered" and self.groups[gi]["state"] == "orphaned" and self.value % 2:
+        g = self.groups[gi]
+        if point == "registered" and g["state"] == "orphaned" and self.value % 2:
             point = ["group_locked", "group_starting", "group_moved"][self.value % 3]  # in the middle of the restart
-            if point == "group_moved" and len(self.seqs) <= self.groups[gi]["release"]:
-                point = "group_starting"  # the cursor moves only over what was claimed while orphaned
+            # the cursor moves only over what was claimed while orphaned, and once: a joiner
+            # killed at group_moved has moved it already (its successor redoes the rest)
+            if point == "group_moved" and len(self.seqs) <= max(g["release"], g.get("moved_to", 0)):
+                point = "group_starting"
         p.stop_at(point, "reader", self.groups[gi]["setup"])
         p.kill()
+        if point == "group_moved":
+            g["moved_to"] = len(self.seqs)
         event(f"joiner killed at {point}")
         if point != "joining":  # a member that died at once: reaped like one
             m["alive"] = False
