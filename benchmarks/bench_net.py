@@ -151,7 +151,7 @@ def side(args: argparse.Namespace) -> None:
             buf.shutdown(60)
             join("sender", link, 30)
         else:
-            cfg = {"connect": f"{args.addr}:{PORT}", "name": "bench-back", **args.link}
+            cfg = {"connect": f"{args.addr}:{PORT}", "name": "bench-back"}
             cons = CTX.Process(target=_consumer, args=(buf.new_reader_group(), args.kind, args.n, q))
             cons.start()
             link = CTX.Process(target=_run, args=(Receiver, buf.new_writer(), cfg))
@@ -372,14 +372,14 @@ def main(argv=None) -> int:
         sp.add_argument("--addr")
         sp.add_argument("--frame", type=int, default=0)
         sp.add_argument("--slots", type=int, default=256)
-        sp.add_argument("--link", type=json.loads, default={}, help="more link configuration (JSON)")
+        sp.add_argument("--link", type=json.loads, default={}, help="more sender configuration (JSON)")
     ap.add_argument("--quick", action="store_true", help="fewer events per case")
     ap.add_argument("--repeat", type=int, default=3, help="runs of each case (median and spread are shown)")
     ap.add_argument("--only", choices=["loopback", "veth"], help="one link only")
     ap.add_argument("--link", default="{}", help="more link configuration for both ends (JSON), e.g. '{\"batch\": 16}'")
     args = ap.parse_args(argv)
     if args.cmd == "side":
-        args.slots = 64 if args.kind == "big" else 8192
+        args.slots = 256 if args.kind == "big" else 8192  # 16 MiB and 512 KiB of payload
         side(args)
         return 0
     if args.cmd == "raw":
