@@ -97,6 +97,7 @@ class Journal:
             head[1], head[2], head[3], head[4] = VERSION, token % 2**64, self.session, entries
             head[0] = MAGIC  # last: a journal is valid once its header is complete
         self._table = self._mm[_HEADER_WORDS : _HEADER_WORDS + _ENTRY_WORDS * self.entries].reshape(-1, _ENTRY_WORDS)
+        self._w = memoryview(self._table).cast("B").cast("Q")  # for scalar stores
         self.next = 0
 
     def recover(self, writer: Any) -> dict[tuple[int, int], int]:
@@ -138,6 +139,15 @@ class Journal:
     def record(self, seq: int, m: int, sid: int, first: int, sseq: int) -> None:
         """Ring sequences ``seq .. seq+m-1`` (one claim, not yet published) hold stream sequences
         ``sseq .. sseq+m-1`` of sender ``sid``'s batch ``first``."""
+        if m <= 4 and self.next + m <= self.entries:  # a few entries: scalar stores, without NumPy's overhead
+            w, j = self._w, _ENTRY_WORDS * self.next
+            for q in range(m):
+                w[j] = 0  # struck out first: a kill in the middle leaves no wrong entry
+                w[j + 1], w[j + 2], w[j + 3], w[j + 4] = sid, first, sseq + q, seq + 1
+                w[j] = seq + q + 1  # last: now valid
+                j += _ENTRY_WORDS
+            self.next = (self.next + m) % self.entries
+            return
         t, j, rest = self._table, self.next, m
         while rest:  # at most two slices: the table is a ring of entries
             k = min(rest, self.entries - j)
@@ -156,6 +166,7 @@ class Journal:
     def close(self) -> None:
         """Unmap and unlock (the file stays, for the next restart)."""
         if self._fd >= 0:
+            self._w.release()
             self._table = self._mm = None  # the mapping goes with the last reference
             os.close(self._fd)
             self._fd = -1

@@ -52,7 +52,8 @@ from mimocorb.net.stats import LinkStats
 
 logger = logging.getLogger(__name__)
 
-_PAIR = struct.Struct("<QQQ")  # sender session, first, published (main -> network: acknowledge)
+_PAIR = struct.Struct("<QQQ")  # sender session, first, published (main -> network: acknowledge; one or more)
+_ACKS_AT_ONCE = 64  # at most this many DATA messages acknowledged in one message to the network thread
 _SID = struct.Struct("<Q")
 _ACK, _BYE, _BYE_TO, _NEW, _GONE, _BACK, _ENDED = b"A", b"Y", b"T", b"N", b"G", b"K", b"E"
 _LITTLE = sys.byteorder == "little"  # the wire metadata (little-endian) are the ring's as they are
@@ -168,8 +169,8 @@ class _ReceiverNode(Node):
                 break
             n += 1
             if parts[0] == _ACK:
-                sid, first, published = _PAIR.unpack(parts[1])
-                acks.setdefault(sid, []).append((first, published))
+                for sid, first, published in _PAIR.iter_unpack(parts[1]):
+                    acks.setdefault(sid, []).append((first, published))
             elif parts[0] == _BYE_TO:  # a sender's stream ended and everything of it is acknowledged
                 self._flush_acks(acks)
                 acks = {}
@@ -252,6 +253,7 @@ class Receiver:
         self.node = _ReceiverNode(self.cfg, self.layout, session, self.window, self.link_stats, pipe_addr)
         self.pipe = self.node.ctx.socket(zmq.PAIR)
         self.pipe.connect(pipe_addr)
+        self._acks: list[bytes] = []  # _PAIR records of published DATA messages not yet handed over
         self._failure: list = []
         self._thread: Optional[threading.Thread] = None
         self.endpoints = self.node.endpoints
@@ -276,6 +278,8 @@ class Receiver:
                     raise self._failure[0]
                 if not self.writer.active:
                     break
+                if self._acks and (len(self._acks) >= _ACKS_AT_ONCE or not self.pipe.poll(0)):
+                    self._flush_acks()  # nothing more at once: acknowledge what is published, then wait
                 if not self.pipe.poll(int(_MAIN_POLL * 1000)):
                     continue
                 parts = self.pipe.recv_multipart(copy=False)
@@ -290,6 +294,7 @@ class Receiver:
                     seen.add(sid)
                 elif kind == _ENDED:
                     ended.add(sid)
+                    self._flush_acks()
                     self.pipe.send_multipart([_BYE_TO, parts[1].bytes])  # after its acknowledgements
                 elif kind == _GONE:
                     lost.add(sid)
@@ -320,13 +325,21 @@ class Receiver:
         done = self.published.get(key, 0)
         self.link_stats.add("received", n)
         if done < n:
+            if self.writer.paused:
+                self._flush_acks()  # what is published is acknowledged before the pause holds back the rest
             while self.writer.paused and self.writer.active:  # pause reaches the senders as back-pressure
                 time.sleep(0.02)
             self.link_stats.add("duplicates", done)
             done = self._publish(sid, first, n, stride, done, parts[3], parts[4])
         else:
             self.link_stats.add("duplicates", n)
-        self.pipe.send_multipart([_ACK, _PAIR.pack(sid, first, done)])
+        self._acks.append(_PAIR.pack(sid, first, done))  # sent before the main thread waits (run)
+
+    def _flush_acks(self) -> None:
+        """Hand the acknowledgements of what was published to the network thread (one message)."""
+        if self._acks:
+            self.pipe.send_multipart([_ACK, b"".join(self._acks)])
+            self._acks = []
 
     def _publish(self, sid: int, first: int, n: int, stride: int, done: int, meta: Any, data: Any) -> int:
         """Events ``done .. n-1`` of a DATA message into the buffer, a claim of consecutive slots at a
@@ -378,6 +391,7 @@ class Receiver:
         t = self._thread
         if t is not None and t.is_alive():
             try:
+                self._flush_acks()
                 self.pipe.send_multipart([_BYE, reason.encode()])
             except zmq.ZMQError:
                 pass
