@@ -162,7 +162,7 @@ class _ReceiverNode(Node):
         """Acknowledgements and BYE from the main thread, grouped per sender."""
         acks: dict[int, list] = {}
         n = 0
-        while True:
+        while n == 0 or sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # see Node.poll: no zmq.Again to end it
             try:
                 parts = sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
