@@ -27,7 +27,7 @@ def source(wd: dict, n: int, tag: int = 0, rate: float = 0.0, start: int = 0) ->
         if rate:
             due = t0 + (i - start) / rate
             if due > time.monotonic():
-                time.sleep(due - time.monotonic())
+                time.sleep(max(0.0, due - time.monotonic()))  # the clock moved on since the test above
         b = w.get_new_buffer()
         b[0], b[1] = i, tag
         w.set_metadata(i * 3 + tag, 1000.0 + i, 0.5 * (i % 7))

@@ -97,8 +97,9 @@ def test_receiver_killed_and_restarted_nothing_lost_or_doubled(h, tmp_path, poin
     if point == "after_publish":
         assert stats["receiver"]["duplicates"] > 0  # the published batch came again and was skipped
         assert b.stats()["abandoned_by_writers"] == 0
-    else:  # the slot being written stays behind, counted abandoned; the event came again
-        assert b.stats()["abandoned_by_writers"] == 1
+    else:  # the claim being written (the 5th batch, or its part after the ring's end; a batch holds
+        # at most 64) stays behind, counted abandoned; its events came again
+        assert 1 <= b.stats()["abandoned_by_writers"] <= 64
 
 
 def test_work_sharing_two_receivers(h, tmp_path):

@@ -240,7 +240,11 @@ class Node:
                 n += self.on_local(s)
                 continue
             i = self.sockets.index(s)
-            for _ in range(_MAX_MESSAGES_PER_POLL):
+            for k in range(_MAX_MESSAGES_PER_POLL):
+                # ZMQ_EVENTS says whether a message is there: far cheaper than a recv ending in zmq.Again
+                # (an exception, about 8 us), which would delay every message by that much
+                if k and not s.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    break
                 try:
                     parts = s.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:

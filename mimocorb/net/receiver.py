@@ -3,8 +3,8 @@
 Two threads. The network thread (:class:`_ReceiverNode`) owns the sockets: handshake,
 heartbeats, numbering, acknowledgements; it hands each DATA message (its frames, not
 copied) to the main thread over an ``inproc`` pair. The main thread writes the events
-into the buffer, event by event with their metadata, journals each claimed slot
-before publishing it (:mod:`mimocorb.net.journal`), and asks for the acknowledgement
+into the buffer, consecutive slots at a time with their metadata, journals the claimed slots
+before publishing them (:mod:`mimocorb.net.journal`), and asks for the acknowledgement
 once a batch is published. So a full buffer holds back only the main thread: the
 network thread still answers heartbeats, the senders see a live receiver whose window
 is full, and back-pressure reaches the source on the other host.
@@ -20,6 +20,7 @@ import logging
 import os
 import signal
 import struct
+import sys
 import threading
 import time
 from typing import Any, Optional
@@ -27,7 +28,7 @@ from typing import Any, Optional
 import numpy as np
 import zmq
 
-from mimocorb.mimo_buffer import Writer
+from mimocorb.mimo_buffer import METADATA_DTYPE, Writer
 from mimocorb.net.config import LinkConfig, check_config
 from mimocorb.net.journal import Journal, journal_path
 from mimocorb.net.link import Node, Peer, new_session
@@ -51,9 +52,11 @@ from mimocorb.net.stats import LinkStats
 
 logger = logging.getLogger(__name__)
 
-_PAIR = struct.Struct("<QQQ")  # sender session, first, published (main -> network: acknowledge)
+_PAIR = struct.Struct("<QQQ")  # sender session, first, published (main -> network: acknowledge; one or more)
+_ACKS_AT_ONCE = 64  # at most this many DATA messages acknowledged in one message to the network thread
 _SID = struct.Struct("<Q")
 _ACK, _BYE, _BYE_TO, _NEW, _GONE, _BACK, _ENDED = b"A", b"Y", b"T", b"N", b"G", b"K", b"E"
+_LITTLE = sys.byteorder == "little"  # the wire metadata (little-endian) are the ring's as they are
 _MAIN_POLL = 0.1  # seconds between two looks at the run state while no data comes
 #: Tests only: ``before_publish:K`` or ``after_publish:K`` kills the receiver (SIGKILL) at that
 #: point of its K-th batch -- the last event written but not published, or published but not
@@ -159,15 +162,15 @@ class _ReceiverNode(Node):
         """Acknowledgements and BYE from the main thread, grouped per sender."""
         acks: dict[int, list] = {}
         n = 0
-        while True:
+        while n == 0 or sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:  # see Node.poll: no zmq.Again to end it
             try:
                 parts = sock.recv_multipart(flags=zmq.NOBLOCK)
             except zmq.Again:
                 break
             n += 1
             if parts[0] == _ACK:
-                sid, first, published = _PAIR.unpack(parts[1])
-                acks.setdefault(sid, []).append((first, published))
+                for sid, first, published in _PAIR.iter_unpack(parts[1]):
+                    acks.setdefault(sid, []).append((first, published))
             elif parts[0] == _BYE_TO:  # a sender's stream ended and everything of it is acknowledged
                 self._flush_acks(acks)
                 acks = {}
@@ -242,13 +245,15 @@ class Receiver:
         self.link_stats = LinkStats(
             "receiver", self.cfg.name, str(sink.get("name")), self.cfg.run_folder, self.cfg.stats_interval
         )
-        self._u8: dict[int, np.ndarray] = {}  # slot index -> byte view of the writer's slot view
+        # slots claimed at once: a claim's journal entries must fit the journal with room to spare
+        self._claim_max = max(1, self.journal.entries // 2) if self.journal is not None else self.nslots
         self._fault = _fault_point()
         self._batches = 0
         pipe_addr = f"inproc://mimocorb-net-receiver-{id(self):x}"
         self.node = _ReceiverNode(self.cfg, self.layout, session, self.window, self.link_stats, pipe_addr)
         self.pipe = self.node.ctx.socket(zmq.PAIR)
         self.pipe.connect(pipe_addr)
+        self._acks: list[bytes] = []  # _PAIR records of published DATA messages not yet handed over
         self._failure: list = []
         self._thread: Optional[threading.Thread] = None
         self.endpoints = self.node.endpoints
@@ -273,6 +278,8 @@ class Receiver:
                     raise self._failure[0]
                 if not self.writer.active:
                     break
+                if self._acks and (len(self._acks) >= _ACKS_AT_ONCE or not self.pipe.poll(0)):
+                    self._flush_acks()  # nothing more at once: acknowledge what is published, then wait
                 if not self.pipe.poll(int(_MAIN_POLL * 1000)):
                     continue
                 parts = self.pipe.recv_multipart(copy=False)
@@ -287,6 +294,7 @@ class Receiver:
                     seen.add(sid)
                 elif kind == _ENDED:
                     ended.add(sid)
+                    self._flush_acks()
                     self.pipe.send_multipart([_BYE_TO, parts[1].bytes])  # after its acknowledgements
                 elif kind == _GONE:
                     lost.add(sid)
@@ -317,41 +325,55 @@ class Receiver:
         done = self.published.get(key, 0)
         self.link_stats.add("received", n)
         if done < n:
+            if self.writer.paused:
+                self._flush_acks()  # what is published is acknowledged before the pause holds back the rest
             while self.writer.paused and self.writer.active:  # pause reaches the senders as back-pressure
                 time.sleep(0.02)
             self.link_stats.add("duplicates", done)
             done = self._publish(sid, first, n, stride, done, parts[3], parts[4])
         else:
             self.link_stats.add("duplicates", n)
-        self.pipe.send_multipart([_ACK, _PAIR.pack(sid, first, done)])
+        self._acks.append(_PAIR.pack(sid, first, done))  # sent before the main thread waits (run)
+
+    def _flush_acks(self) -> None:
+        """Hand the acknowledgements of what was published to the network thread (one message)."""
+        if self._acks:
+            self.pipe.send_multipart([_ACK, b"".join(self._acks)])
+            self._acks = []
 
     def _publish(self, sid: int, first: int, n: int, stride: int, done: int, meta: Any, data: Any) -> int:
+        """Events ``done .. n-1`` of a DATA message into the buffer, a claim of consecutive slots at a
+        time: one copy of the payloads, the metadata in one call, journaled before publishing."""
         w, journal, key = self.writer, self.journal, (sid, first)
-        payload, nslots, u8 = self.layout.payload_bytes, self.nslots, self._u8
+        payload = self.layout.payload_bytes
         m = np.frombuffer(meta.buffer, dtype=WIRE_METADATA)
-        counters, stamps, dead = m["counter"].tolist(), m["timestamp"].tolist(), m["deadtime"].tolist()
+        if not _LITTLE:
+            m = m.astype(METADATA_DTYPE)  # the ring keeps its metadata in the host's byte order
         raw = np.frombuffer(data.buffer, dtype=np.uint8)
-        rows = np.lib.stride_tricks.as_strided(raw, shape=(n, payload), strides=(stride, 1), writeable=False)
+        if stride == payload:
+            rows = raw.reshape(n, payload)
+        else:
+            rows = np.lib.stride_tricks.as_strided(raw, shape=(n, payload), strides=(stride, 1), writeable=False)
         i = done
         try:
             while i < n:
-                v = w.get_new_buffer()  # publishes the previous event (journaled before), claims the next
-                seq = w.held_seq
+                # publishes nothing (what was held is published), claims up to the ring's end
+                v = w.get_new_buffers(min(n - i, self._claim_max))
+                k = len(v)
                 if journal is not None:
-                    journal.record(seq, sid, first, first + i)
-                dst = u8.get(seq % nslots)
-                if dst is None:
-                    dst = u8[seq % nslots] = v.view(np.uint8)
-                dst[:] = rows[i]
-                w.set_metadata(counters[i], stamps[i], dead[i])
-                i += 1
-            self._batches += 1
-            if self._fault[0]:
-                _fault("before_publish", self._fault, self._batches)
-            w.process_buffer()
-            if self._fault[0]:
-                _fault("after_publish", self._fault, self._batches)
-        except SystemExit:  # the run ends: events 0..i-1 are published, the claim was given back
+                    journal.record(w.held_seq, k, sid, first, first + i)  # before publishing: see journal
+                v.view(np.uint8)[:] = rows[i : i + k]
+                w.set_metadata_many(m[i : i + k])
+                last = i + k == n
+                if last:
+                    self._batches += 1
+                    if self._fault[0]:
+                        _fault("before_publish", self._fault, self._batches)
+                w.process_buffer()
+                i += k
+                if last and self._fault[0]:
+                    _fault("after_publish", self._fault, self._batches)
+        except SystemExit:  # the run ends: events done..i-1 are published, a claim was given back
             self.published[key] = i
             self.link_stats.add("published", i - done)
             raise
@@ -369,6 +391,7 @@ class Receiver:
         t = self._thread
         if t is not None and t.is_alive():
             try:
+                self._flush_acks()
                 self.pipe.send_multipart([_BYE, reason.encode()])
             except zmq.ZMQError:
                 pass
