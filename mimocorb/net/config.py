@@ -22,7 +22,7 @@ Keys common to ``send`` and ``receive`` (``publish`` and ``subscribe`` take ``bi
 ``name``
     This side's name in the peer's log and statistics (default ``host/worker``).
 
-``send`` only: ``batch`` (events per message, default: as many as fit 256 KiB, at most
+``send`` only: ``batch`` (events per message, default: as many as fit 1 MiB, at most
 512), ``inflight`` (batches in flight, default 8), ``reassign_after`` (seconds before
 the batches of a lost receiver go to the other receivers, default 30; ``null``: never).
 
