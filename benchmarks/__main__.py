@@ -9,8 +9,11 @@ never asserted.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import json
 import logging
 import os
+import subprocess
 import sys
 import time
 from functools import partial
@@ -31,6 +34,31 @@ def best_of(fn, reps: int, key: str, higher: bool = True):
     best = dict(best)
     best["runs"] = [r[key] for r in runs]
     return best
+
+
+def bridge(quick: bool, errors: list) -> dict:
+    """The ZeroMQ bridge beside raw pyzmq (:mod:`benchmarks.bench_net`, in a process of its
+    own): loopback TCP, and in a full run also a veth pair between two network namespaces
+    (root only). Its lines are logged as they come; its figures are returned."""
+    if importlib.util.find_spec("zmq") is None:
+        return {"skipped": "pyzmq not installed (pip install -e '.[net]')"}
+    cmd = [sys.executable, "-m", "benchmarks.bench_net"]
+    cmd += ["--quick", "--repeat", "1", "--only", "loopback"] if quick else ["--repeat", "3"]
+    log.info("bridge: %s", " ".join(cmd[1:]))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        out = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=600 if quick else 1800)
+    except subprocess.TimeoutExpired:
+        errors.append("bridge: bench_net did not end in time")
+        return {"skipped": "timed out"}
+    for line in out.stderr.splitlines():
+        log.info("bridge | %s", line)
+    if out.returncode != 0:
+        errors.append(f"bridge: bench_net ended with exit status {out.returncode} (events lost, doubled or reordered)")
+    try:
+        return json.loads(out.stdout[out.stdout.index("{") :])
+    except ValueError:
+        return {"skipped": "no figures (see the log)"}
 
 
 def main(argv=None) -> int:
@@ -143,6 +171,9 @@ def main(argv=None) -> int:
     log.info("CPU of blocked processes (%.0f s)", blocked_s)
     results["blocked_cpu"] = latency.blocked_cpu(blocked_s)
 
+    # -- the bridge between hosts (mimocorb.net) ------------------------------------
+    results["bridge"] = bridge(args.quick, errors)
+
     # -- profile --------------------------------------------------------------------
     log.info("single-process profile of one small event")
     results["profile_ns_per_event"] = profile_small.profile(0.3 if args.quick else 1.0)
@@ -183,6 +214,17 @@ def main(argv=None) -> int:
         "per-event cost, one process (ns): "
         + ", ".join(f"{k} {v}" for k, v in results["profile_ns_per_event"].items()),
     ]
+    br = results["bridge"]
+    if "skipped" not in br:
+        from . import bench_net  # pyzmq is there: the bridge ran
+
+        for label, cases in br.items():
+            if isinstance(cases, dict):
+                out += ["", f"bridge (mimocorb.net) beside raw pyzmq, {label}:"]
+                out += [bench_net.line(label, case, res) for case, res in cases.items()]
+                out += bench_net.verdict(label, cases)
+    else:
+        out += ["", f"bridge: {br['skipped']}"]
     out += [""] + report.targets_table(results["targets"])
     out += ["", f"elapsed {results['elapsed_s']:.0f} s"] + [f"note: {n}" for n in notes]
     if not args.no_json:

@@ -378,7 +378,7 @@ def _summary(runs: list[dict]) -> dict:
     return out
 
 
-def _line(label: str, case: str, res: dict) -> str:
+def line(label: str, case: str, res: dict) -> str:
     fig = f"{res['events_per_s']:10.0f} events/s [{res['events_per_s_min']:.0f}..{res['events_per_s_max']:.0f}]"
     fig += f" {res['gb_per_s']:5.2f} GB/s [{res['gb_per_s_min']:.2f}..{res['gb_per_s_max']:.2f}]"
     if "p50_us" in res:
@@ -394,7 +394,7 @@ def _line(label: str, case: str, res: dict) -> str:
     return f"{label:<12} {case:<34} {fig}" + ("" if res["ok"] else "  FAILED (events lost, doubled or out of order)")
 
 
-def _verdict(label: str, r: dict) -> list[str]:
+def verdict(label: str, r: dict) -> list[str]:
     """Each target: met, or missed by how much."""
     ratio = r["64 KiB bridge"]["gb_per_s"] / r["64 KiB raw pyzmq"]["gb_per_s"]
     small = r["40 B bridge"]["events_per_s"]
@@ -481,9 +481,9 @@ def main(argv=None) -> int:
             r = results[label] = {case: _summary(v) for case, v in runs.items()}
             for case, res in r.items():
                 failed |= not res["ok"]
-                log.info("%s", _line(label, case, res))
-            for line in _verdict(label, r):
-                log.info("%s", line)
+                log.info("%s", line(label, case, res))
+            for text in verdict(label, r):
+                log.info("%s", text)
     finally:
         if nets is not None:
             nets.close()
