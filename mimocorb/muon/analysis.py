@@ -9,10 +9,14 @@ per accepted double pulse), ``decays_up.csv`` / ``decays_down.csv`` and
 - ``decay_time.png``: histogram of the decay times with the fitted curve,
 - ``pulse_heights.png``: spectra of the first and second pulse heights per channel,
 - ``double_pulse.png``: one accepted event's waveforms,
+- ``precession.png``: the fraction of decay electrons going up against the decay time,
+  with the fitted spin precession (:func:`mimocorb.muon.precession.fit_precession`,
+  from the directions in ``decays_up.csv`` / ``decays_down.csv``; made when there are
+  enough decays, see :data:`PRECESSION_5_SIGMA`),
 
 (with matplotlib's Agg backend; without matplotlib the plots are skipped) and adds to
 ``summary.json`` the keys ``events``, ``accepted``, ``tau_ns``, ``tau_err_ns``,
-``rate_hz`` and a ``muon`` block with the details.
+``rate_hz`` and a ``muon`` block with the details (the precession fit included).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import numpy as np
 
 from mimocorb.daq.run_folder import SUMMARY_FILE
 from mimocorb.muon.lifetime import T_MAX_NS, T_MIN_NS, LifetimeFit, fit_lifetime
+from mimocorb.muon.precession import MIN_EVENTS as PRECESSION_MIN_EVENTS
+from mimocorb.muon.precession import PrecessionFit, fit_precession
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +45,10 @@ WAVEFORMS_FILE = "waveforms.npy"
 PLOT_DECAY_TIME = "decay_time.png"
 PLOT_PULSE_HEIGHTS = "pulse_heights.png"
 PLOT_WAVEFORM = "double_pulse.png"
+PLOT_PRECESSION = "precession.png"
+#: Decays in the fit range from which the simulated asymmetry (A = 0.03) stands about 5
+#: standard deviations above no oscillation (its error is about 1 / sqrt(2 n)).
+PRECESSION_5_SIGMA = 14_000
 #: Buffer whose event count and rate are the run's (the raw events).
 RAW_BUFFER = "RB_1"
 CHANNELS = ("chA", "chB", "chC", "chD")
@@ -69,6 +79,10 @@ class MuonResult:
         File names of the plots written.
     plot_error : str
         Why plots are missing (e.g. no matplotlib).
+    precession : PrecessionFit or None
+        The spin-precession fit of the electron directions against the decay times.
+    precession_note : str
+        Why there is no precession fit, or how far it is from significant.
     """
 
     run_folder: str
@@ -82,6 +96,8 @@ class MuonResult:
     fit_error: str = ""
     plots: list = field(default_factory=list)
     plot_error: str = ""
+    precession: Optional[PrecessionFit] = None
+    precession_note: str = ""
 
     @property
     def tau_ns(self) -> Optional[float]:
@@ -94,6 +110,7 @@ class MuonResult:
     def summary_keys(self) -> dict[str, Any]:
         """The keys added to ``summary.json``."""
         fit = None if self.fit is None else {k: _clean(v) for k, v in asdict(self.fit).items()}
+        prec = None if self.precession is None else {k: _clean(v) for k, v in asdict(self.precession).items()}
         return {
             "events": self.events,
             "accepted": self.accepted,
@@ -109,6 +126,8 @@ class MuonResult:
                 "fit_error": self.fit_error or None,
                 "plots": list(self.plots),
                 "plot_error": self.plot_error or None,
+                "precession": prec,
+                "precession_note": self.precession_note or None,
             },
         }
 
@@ -139,6 +158,10 @@ def format_result(r: MuonResult) -> list[str]:
     lines.append(f"  rate {r.rate_hz:.0f} Hz while taking data ({r.mean_rate_hz:.0f} Hz over the whole run)")
     if r.up is not None and r.down is not None:
         lines.append(f"  electron up {r.up}, down {r.down}")
+    if r.precession is not None:
+        lines.append(f"precession: {r.precession.summary()}")
+    if r.precession_note:
+        lines.append(f"  precession: {r.precession_note}")
     if r.plots:
         lines.append(f"  plots: {', '.join(r.plots)}")
     if r.plot_error:
@@ -186,7 +209,13 @@ def _load_summary(folder: Path) -> dict:
 
 
 # ------------------------------------------------------------------ plots
-def _plots(folder: Path, decays: dict[str, np.ndarray], fit: Optional[LifetimeFit]) -> list[str]:
+def _plots(
+    folder: Path,
+    decays: dict[str, np.ndarray],
+    fit: Optional[LifetimeFit],
+    directions: Optional[tuple[np.ndarray, np.ndarray]] = None,
+    precession: Optional[PrecessionFit] = None,
+) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -255,7 +284,61 @@ def _plots(folder: Path, decays: dict[str, np.ndarray], fit: Optional[LifetimeFi
             ax.legend(fontsize="small")
             fig.savefig(folder / PLOT_WAVEFORM, dpi=100)
             written.append(PLOT_WAVEFORM)
+
+    # fraction of electrons going up against the decay time, with the precession fit
+    if directions is not None and precession is not None:
+        t_all, up_all = directions
+        edges = np.linspace(precession.t_min, precession.t_max, 41)
+        n_all, _ = np.histogram(t_all, bins=edges)
+        n_up, _ = np.histogram(t_all[up_all], bins=edges)
+        ok = n_all > 0
+        frac = np.divide(n_up, n_all, out=np.zeros(n_all.shape), where=ok)
+        err = np.sqrt(np.clip(frac * (1 - frac), 0.25 / np.maximum(n_all, 1), None) / np.maximum(n_all, 1))
+        mid = 0.5 * (edges[1:] + edges[:-1])
+        fig = Figure(figsize=(8, 5))
+        ax = fig.add_subplot()
+        ax.errorbar(mid[ok], frac[ok], yerr=err[ok], fmt="o", ms=3, label=f"decays ({precession.n_used})")
+        x = np.linspace(precession.t_min, precession.t_max, 800)
+        ax.plot(x, precession.p_up(x), "r-", label=f"fit: {precession.summary().split(' (')[0]}")
+        ax.set_xlabel("decay time (ns)")
+        ax.set_ylabel("fraction of electrons going up")
+        ax.set_title("Spin precession: up/down asymmetry of the decay electrons")
+        ax.legend(fontsize="small")
+        fig.savefig(folder / PLOT_PRECESSION, dpi=100)
+        written.append(PLOT_PRECESSION)
     return written
+
+
+def _directions(folder: Path) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """Decay times and directions (True: up) from ``decays_up.csv`` and ``decays_down.csv``."""
+    if not (folder / UP_FILE).is_file() or not (folder / DOWN_FILE).is_file():
+        return None
+    t_up = read_decays(folder / UP_FILE).get("decay_time", np.empty(0))
+    t_down = read_decays(folder / DOWN_FILE).get("decay_time", np.empty(0))
+    t = np.concatenate([t_up, t_down])
+    up = np.concatenate([np.ones(t_up.size, bool), np.zeros(t_down.size, bool)])
+    return t, up
+
+
+def _precession(
+    directions: Optional[tuple[np.ndarray, np.ndarray]], t_min: float, t_max: float
+) -> tuple[Optional[PrecessionFit], str]:
+    """The precession fit and a note: why there is none, or how far it is from significant."""
+    if directions is None:
+        return None, f"no fit: {UP_FILE} and {DOWN_FILE} are needed (the electron directions)"
+    t, up = directions
+    n = int(np.count_nonzero((t >= t_min) & (t <= t_max)))
+    more = f"about {PRECESSION_5_SIGMA:,} decays in the fit range show A = 0.03 at 5 sigma"
+    if n < PRECESSION_MIN_EVENTS:
+        return None, f"no fit: {n} decays in [{t_min:g}, {t_max:g}] ns ({more})"
+    try:
+        fit = fit_precession(t, up, t_min=t_min, t_max=t_max)
+    except (ValueError, RuntimeError) as exc:
+        return None, f"no fit: {exc}"
+    if fit is None:
+        return None, f"no fit converged with {n} decays ({more})"
+    note = "" if n >= PRECESSION_5_SIGMA else f"only {n:,} decays: not yet significant ({more})"
+    return fit, note
 
 
 # ------------------------------------------------------------------ the work
@@ -319,9 +402,11 @@ def analyse_run(
         fit=fit,
         fit_error=fit_error,
     )
+    directions = _directions(folder)
+    result.precession, result.precession_note = _precession(directions, t_min, t_max)
     if plots:
         try:
-            result.plots = _plots(folder, decays, fit)
+            result.plots = _plots(folder, decays, fit, directions, result.precession)
         except ImportError:
             result.plot_error = "matplotlib is not installed (pip install 'mimocorb[demo]')"
     if update_summary and (folder / SUMMARY_FILE).is_file():
