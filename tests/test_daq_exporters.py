@@ -11,7 +11,7 @@ import yaml
 from daq_helpers import copy_setup, read_table, run_cli, run_folder, summary, wait_until
 
 from mimocorb.buffer_control import rb_toParquetfile, rb_toTxtfile, rb_toWaveformfile
-from mimocorb.daq.exporters import TextTableWriter
+from mimocorb.daq.exporters import NpyWaveformWriter, TextTableWriter
 from mimocorb.mimo_buffer import NewBuffer, Writer
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,6 +106,27 @@ def test_exporter_flushes_while_no_event_comes(buffer, tmp_path, exporter):
         src.shutdown(timeout=1)
         job.join(10)
     assert not job.is_alive()
+
+
+def test_waveform_file_is_a_valid_npy_from_its_creation(tmp_path):
+    """A reader (or a kill) before the first flush finds a valid file of 0 records, never an empty one."""
+    dt = [("a", "f4")]
+    with NpyWaveformWriter(tmp_path / "w.npy", dt, 3, flush_interval=60.0) as out:
+        assert np.load(tmp_path / "w.npy").shape == (0,)
+        out.append((1, 2.0, 0.0), np.zeros(3, dtype=dt))
+        assert np.load(tmp_path / "w.npy").shape == (0,)  # the record is not flushed yet: still valid
+    assert np.load(tmp_path / "w.npy").shape == (1,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npy"]  # nothing left aside
+
+
+def test_waveform_file_with_field_names_beyond_latin1(tmp_path):
+    """Field names numpy writes only in format 3.0 (UTF-8): the file is made and reads back."""
+    dt = [("\u03c8", "f4"), ("a", "i4")]
+    with NpyWaveformWriter(tmp_path / "psi.npy", dt, 2) as out:
+        out.append((7, 1.5, 0.25), np.array([(1.0, 2), (3.0, 4)], dtype=dt))
+    rec = np.load(tmp_path / "psi.npy")
+    assert rec.shape == (1,) and int(rec["counter"][0]) == 7
+    assert rec["data"]["\u03c8"][0].tolist() == [1.0, 3.0] and rec["data"]["a"][0].tolist() == [2, 4]
 
 
 def test_no_file_is_written_by_two_writers(tmp_path):

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -49,15 +50,35 @@ logger = logging.getLogger(__name__)
 METADATA_COLUMNS = list(METADATA_DTYPE.names)
 
 
-def _create(path: Path, mode: str) -> Any:
-    """Open a new file; an existing one is an error (two writers of one file corrupt it)."""
+def _create(path: Path, header: bytes = b"", text: bool = False) -> Any:
+    """A new file that holds ``header`` from the moment it appears at ``path``, open for appending.
+
+    The header is written aside and the file linked into place, so a reader (or a kill) never
+    finds a file without its header; an existing file is an error, never replaced (two writers
+    of one file corrupt it). A binary file is opened for reading and writing (its header can
+    be rewritten), at its end.
+    """
+    aside = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.new")
     try:
-        return open(path, mode.replace("w", "x"), **({"buffering": 1 << 16} if "b" not in mode else {}))
-    except FileExistsError:
-        raise FileExistsError(
-            f"{path} exists already: another exporter (or exporter process) writes a file of this name; "
-            f"give each exporter its own 'filename'"
-        ) from None
+        with open(aside, "xb") as f:
+            f.write(header)
+        try:
+            os.link(aside, path)
+        except FileExistsError:
+            raise FileExistsError(
+                f"{path} exists already: another exporter (or exporter process) writes a file of this name; "
+                f"give each exporter its own 'filename'"
+            ) from None
+        except OSError:  # a file system without hard links: create it in place
+            with open(path, "xb") as f:
+                f.write(header)
+    finally:
+        aside.unlink(missing_ok=True)
+    if text:
+        return open(path, "a", encoding="utf-8", buffering=1 << 16)
+    f = open(path, "r+b")
+    f.seek(0, os.SEEK_END)
+    return f
 
 
 class _Flushing:
@@ -90,9 +111,7 @@ class TextTableWriter(_Flushing):
         if len(set(self.columns)) != len(self.columns):
             twice = sorted({c for c in self.columns if self.columns.count(c) > 1})
             raise ValueError(f"{self.path.name}: column names {twice} appear twice; a header must name each once")
-        self._file = _create(self.path, "w")
-        self._file.write(sep.join(self.columns) + "\n")
-        self._file.flush()
+        self._file = _create(self.path, (sep.join(self.columns) + "\n").encode("utf-8"), text=True)
         self._last_flush = time.monotonic()
 
     def write(self, values: Sequence[Any]) -> None:
@@ -169,7 +188,7 @@ class ParquetTableWriter(_Flushing):
             t = pa.from_numpy_dtype(self.dtype[fld] if fld else self.dtype)
             fields.append(pa.field(col, t if self.values_per_slot == 1 else pa.list_(t, self.values_per_slot)))
         self.schema = pa.schema(fields)
-        self._sink = _create(self.path, "wb")
+        self._sink = _create(self.path)
         self._writer = pq.ParquetWriter(self._sink, self.schema)
 
     def append(self, metadata: Sequence[float], data: np.ndarray) -> None:
@@ -236,22 +255,28 @@ class NpyWaveformWriter(_Flushing):
         self._rec = np.zeros(1, dtype=self.record_dtype)
         descr = np.lib.format.dtype_to_descr(self.record_dtype)
         self._template = "{'descr': " + repr(descr) + ", 'fortran_order': False, 'shape': (%d,), }"
-        longest = len(self._template % (2**63 - 1)) + 1
-        self._version = (1, 0) if longest + 10 < 65535 else (2, 0)
-        prefix = 10 if self._version == (1, 0) else 12
-        self._header_len = ((prefix + longest + 63) // 64) * 64
-        self._file = _create(self.path, "wb")
-        self._write_header()
+        longest = self._template % (2**63 - 1)
+        try:  # format 1.0/2.0 headers are latin-1 text; 3.0 is UTF-8 (field names beyond latin-1)
+            n = len(longest.encode("latin1")) + 1
+            self._version, self._encoding = ((1, 0) if n + 10 < 65535 else (2, 0)), "latin1"
+        except UnicodeEncodeError:
+            n = len(longest.encode("utf-8")) + 1
+            self._version, self._encoding = (3, 0), "utf-8"
+        self._prefix = 10 if self._version == (1, 0) else 12
+        self._header_len = ((self._prefix + n + 63) // 64) * 64
+        self._file = _create(self.path, self._header())  # valid (0 records) from its creation on
         self._last_flush = time.monotonic()
 
-    def _write_header(self) -> None:
-        text = self._template % self.rows
-        prefix = 10 if self._version == (1, 0) else 12
-        body_len = self._header_len - prefix
-        body = (text + " " * (body_len - len(text) - 1) + "\n").encode("latin1")
+    def _header(self) -> bytes:
+        """The fixed-length header naming the records written so far."""
+        text = (self._template % self.rows).encode(self._encoding)
+        body_len = self._header_len - self._prefix
         size = body_len.to_bytes(2 if self._version == (1, 0) else 4, "little")
+        return b"\x93NUMPY" + bytes(self._version) + size + text + b" " * (body_len - len(text) - 1) + b"\n"
+
+    def _write_header(self) -> None:
         self._file.seek(0)
-        self._file.write(b"\x93NUMPY" + bytes(self._version) + size + body)
+        self._file.write(self._header())
         self._file.seek(0, os.SEEK_END)
 
     def append(self, metadata: Sequence[float], data: np.ndarray) -> None:
