@@ -41,9 +41,10 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from mimocorb.daq.access import METADATA_DTYPE, _ReaderAccess
+from mimocorb.daq.access import _ReaderAccess
 from mimocorb.daq.run_log import report_output
 from mimocorb.daq.worker import WorkerTerminated, current_worker, finish_after
+from mimocorb.mimo_buffer import METADATA_DTYPE
 
 logger = logging.getLogger(__name__)
 
@@ -352,7 +353,7 @@ class _FileExporter(_ReaderAccess):
         out = self._open()
         try:
             with out:
-                for item in self.events_or_idle(self.flush_interval):
+                for item in self.events(self.flush_interval):
                     if item is None:
                         out.idle()  # no event for a while: the file is still flushed on time
                         continue

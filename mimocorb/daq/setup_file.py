@@ -43,7 +43,8 @@ from mimocorb import _ringbuf
 from mimocorb.daq.user_code import IMPORT_TIMEOUT, module_file
 from mimocorb.daq.user_code import check_functions as _check_functions
 from mimocorb.daq.yaml_file import read_yaml
-from mimocorb.mimo_buffer import METADATA_DTYPE, _as_dtype
+from mimocorb.mimo_buffer import METADATA_DTYPE
+from mimocorb.segments import slot_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def _slot_type(chk: _Checker, where: str, v: Any, what: str) -> Optional[np.dtyp
         chk.error(where, f"expected a NumPy type name like 'float32' or 'int32'{what}, got {v!r}")
         return None
     try:
-        _as_dtype(dt)  # the ring buffer's own rule
+        slot_dtype(dt)  # the ring buffer's own rule
     except ValueError as exc:
         chk.error(where, f"expected a numeric NumPy type like 'float32'{what}, got {v!r}: {exc}")
         return None
@@ -298,7 +299,7 @@ def _check_capacity(chk: _Checker, buffers: list[tuple[str, BufferSpec]], functi
         free = None
     total, too_big = 0, False
     for where, b in buffers:
-        payload = b.values_per_slot * _as_dtype(b.dtype).itemsize
+        payload = b.values_per_slot * slot_dtype(b.dtype).itemsize
         need = b.number_of_slots * (payload + 8 * _ringbuf.MAX_GROUPS)  # at least this (Python ints: no overflow)
         if b.values_per_slot > MAX_VALUES_PER_SLOT:
             chk.error(f"{where}.channel_per_slot", f"expected at most {MAX_VALUES_PER_SLOT}, got {b.values_per_slot}")

@@ -76,14 +76,8 @@ class EventFeed:
                     self.last_metadata = (int(md[0]["counter"]), float(md[0]["timestamp"]), float(md[0]["deadtime"]))
                     self._copy(data)
             else:
-                while True:
-                    try:
-                        data = self._source.get()
-                    except SystemExit:
-                        return
-                    if data is None:
-                        return
-                    self.last_metadata = self._source.get_metadata()
+                for data, md in self._source.events():
+                    self.last_metadata = md
                     self._copy(data)
         except BaseException as exc:  # noqa: BLE001 - reported by the display's main thread
             self.error = exc
