@@ -17,7 +17,7 @@ from mimocorb.daq.access import (
 )
 from mimocorb.daq.exporters import rb_toParquetfile, rb_toTxtfile, rb_toWaveformfile
 from mimocorb.daq.run_control import RunControl, run_mimoDAQ
-from mimocorb.daq.setup_file import SetupError, load_setup
+from mimocorb.daq.setup_file import SetupFileError, load_setup
 
 __all__ = [
     "rbImport",
@@ -32,7 +32,7 @@ __all__ = [
     "rb_toWaveformfile",
     "run_mimoDAQ",
     "RunControl",
-    "SetupError",
+    "SetupFileError",
     "ResultMismatchError",
     "load_setup",
 ]

@@ -118,7 +118,7 @@ def run_options_problem(args: argparse.Namespace, prog: str) -> Optional[str]:
 @_run_arguments.runner
 def _run(args: argparse.Namespace) -> int:
     from mimocorb.daq.run_control import RunControl
-    from mimocorb.daq.setup_file import SetupError
+    from mimocorb.daq.setup_file import SetupFileError
 
     if args.setup is None:  # the default main job: the muon demo
         from mimocorb.muon.cli import run_demo
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
             status_interval=args.status_interval,
             shutdown_timeout=args.shutdown_timeout,
         )
-    except SetupError as exc:
+    except SetupFileError as exc:
         print(
             f"mimocorb run: invalid setup ({len(exc.errors)} problem{'s' if len(exc.errors) > 1 else ''}):",
             file=sys.stderr,

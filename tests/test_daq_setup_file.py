@@ -6,7 +6,7 @@ import pytest
 import yaml
 from daq_helpers import copy_setup, run_cli
 
-from mimocorb.daq.setup_file import SetupError, load_setup, run_name
+from mimocorb.daq.setup_file import SetupFileError, load_setup, run_name
 
 
 @pytest.fixture
@@ -130,7 +130,7 @@ def test_bad_setup_matrix(chain, path, value, message):
     d = base(chain)
     _set(path)(d, value)
     setup = write_setup(chain, d)
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
 
@@ -138,7 +138,7 @@ def test_bad_setup_matrix(chain, path, value, message):
 def test_missing_function_lists_what_is_there(chain):
     d = base(chain)
     d["Functions"][2]["Fkt_2"]["fkt_name"] = "selekt"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     msg = str(info.value)
     assert "has no function 'selekt'" in msg and "select" in msg and "filter.py" in msg
@@ -148,7 +148,7 @@ def test_module_that_fails_to_import(chain):
     (chain / "modules" / "broken.py").write_text("def f(:\n")
     d = base(chain)
     d["Functions"][2]["Fkt_2"]["file_name"] = "modules/broken"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     assert "Functions[2].Fkt_2.file_name: importing" in str(info.value) and "SyntaxError" in str(info.value)
 
@@ -157,15 +157,15 @@ def test_all_errors_reported_together(chain):
     d = base(chain)
     d["RingBuffer"][0]["RB_1"]["number_of_slots"] = 0
     d["Functions"][3]["Fkt_3"]["num_process"] = "two"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     assert len(info.value.errors) == 2
 
 
 def test_not_yaml_and_missing_file(chain, tmp_path):
-    with pytest.raises(SetupError, match=r"setup.yaml: not valid YAML"):
+    with pytest.raises(SetupFileError, match=r"setup.yaml: not valid YAML"):
         load_setup(write_setup(chain, "RingBuffer: [\n"))
-    with pytest.raises(SetupError, match=r"nothere.yaml: setup file not found"):
+    with pytest.raises(SetupFileError, match=r"nothere.yaml: setup file not found"):
         load_setup(tmp_path / "nothere.yaml")
 
 
@@ -284,7 +284,7 @@ def test_what_the_buffers_cannot_hold_is_a_setup_error(chain, mutate, value, mes
     d = base(chain)
     mutate(d, value)
     setup = write_setup(chain, d)
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
 
@@ -308,7 +308,7 @@ RAW_BAD = [
 def test_setup_file_text_problems(chain, tmp_path, edit, message):
     setup = chain / "setup.yaml"
     setup.write_bytes(edit((chain / "chain_setup.yaml").read_text()))
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(message in e for e in info.value.errors), info.value.errors
     # the command line: exit 2, nothing started, no run folder
@@ -320,10 +320,10 @@ def test_setup_file_text_problems(chain, tmp_path, edit, message):
 
 def test_config_file_text_problems(chain):
     (chain / "config" / "export.yaml").write_bytes(b"filename: s\xe9lected\n")
-    with pytest.raises(SetupError, match=r"Functions\[3\].Fkt_3.config_file: config file .*export.yaml: not UTF-8"):
+    with pytest.raises(SetupFileError, match=r"Functions\[3\].Fkt_3.config_file: config file .*export.yaml: not UTF-8"):
         load_setup(chain / "chain_setup.yaml")
     (chain / "config" / "export.yaml").write_text("filename: a\nfilename: b\n")
-    with pytest.raises(SetupError, match=r"export.yaml: filename: appears twice in one mapping \(lines 1 and 2\)"):
+    with pytest.raises(SetupFileError, match=r"export.yaml: filename: appears twice in one mapping \(lines 1 and 2\)"):
         load_setup(chain / "chain_setup.yaml")
 
 
@@ -333,7 +333,7 @@ def test_a_module_that_blocks_when_imported_is_named_and_the_check_goes_on(chain
     d["Functions"][2]["Fkt_2"]["file_name"] = "modules/stuck"
     d["Functions"][2]["Fkt_2"]["fkt_name"] = "f"
     d["Functions"][3]["Fkt_3"]["fkt_name"] = "to_txet"  # checked after the stuck one
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d), import_timeout=1.0)
     errors = "\n".join(info.value.errors)
     assert "Functions[2].Fkt_2.file_name: importing " in errors and "stuck.py did not finish within 1 s" in errors

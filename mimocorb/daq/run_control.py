@@ -49,7 +49,7 @@ from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
 from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
-from mimocorb.daq.setup_file import DAQSetup, SetupError, load_setup, output_directory_problem
+from mimocorb.daq.setup_file import DAQSetup, SetupFileError, load_setup, output_directory_problem
 from mimocorb.daq.shutdown import StagedEnd
 from mimocorb.daq.status import (
     BufferSnapshot,
@@ -121,8 +121,8 @@ class RunControl:
 
     Raises
     ------
-    SetupError
-        If the setup file or an option is invalid.
+    SetupFileError
+        If the setup file or an option overriding it is invalid.
     KeyboardInterrupt
         Ctrl-C while the setup file is checked (nothing exists yet).
     """
@@ -149,11 +149,11 @@ class RunControl:
         self.runtime = float(runtime if runtime is not None else self.setup_spec.runtime)
         self.runevents = int(runevents if runevents is not None else self.setup_spec.runevents)
         if not math.isfinite(self.runtime) or self.runtime < 0:
-            raise SetupError([f"runtime: expected a finite number of seconds >= 0, got {self.runtime}"])
+            raise SetupFileError([f"runtime: expected a finite number of seconds >= 0, got {self.runtime}"])
         if output_directory is not None:
             problem = output_directory_problem(Path(output_directory))
             if problem:
-                raise SetupError([f"output directory {output_directory}: {problem}"])
+                raise SetupFileError([f"output directory {output_directory}: {problem}"])
         self.output_directory = (
             Path(output_directory) if output_directory is not None else self.setup_spec.output_directory
         )

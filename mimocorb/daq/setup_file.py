@@ -3,7 +3,7 @@
 Everything is checked before any buffer, run folder or worker process exists: every
 error names the file, the key path and the bad value and says what is expected, e.g.
 ``setup.yaml: RingBuffer[1].RB_2.number_of_slots: expected an integer >= 1, got 'abc'``.
-All errors of a file are collected and raised together as one :class:`SetupError`;
+All errors of a file are collected and raised together as one :class:`SetupFileError`;
 unknown keys only give warnings. Module files, the worker functions in them and the
 config files are found relative to the setup file.
 
@@ -57,8 +57,13 @@ MODES = ("read", "write", "observe")
 MAX_VALUES_PER_SLOT = 2**32 - 1
 
 
-class SetupError(ValueError):
-    """The setup file is invalid; ``errors`` lists every problem found, one per line."""
+class SetupFileError(ValueError):
+    """The setup file (or an option of the run overriding it) is invalid; ``errors`` lists
+    every problem found, one per line.
+
+    Not to be confused with :class:`mimocorb.mimo_buffer.SetupError`: a setup *dict* that
+    does not fit its buffer.
+    """
 
     def __init__(self, errors: list[str]):
         self.errors = list(errors)
@@ -372,7 +377,7 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
 
     Raises
     ------
-    SetupError
+    SetupFileError
         With every problem found, one per line.
     KeyboardInterrupt
         Ctrl-C while the modules are checked (never reported as a bad setup).
@@ -381,11 +386,12 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
     chk = _Checker(str(path))
     raw, problem = read_yaml(path)
     if problem == "not found":
-        raise SetupError([f"{path}: setup file not found"])
+        raise SetupFileError([f"{path}: setup file not found"])
     if problem is not None:
-        raise SetupError([f"{path}: {problem}"])
+        raise SetupFileError([f"{path}: {problem}"])
     if not isinstance(raw, dict):
-        raise SetupError([f"{path}: expected a mapping with keys RingBuffer and Functions, got {type(raw).__name__}"])
+        got = type(raw).__name__
+        raise SetupFileError([f"{path}: expected a mapping with keys RingBuffer and Functions, got {got}"])
     setup_dir = path.resolve().parent
     chk.unknown_keys("", raw, TOP_LEVEL_KEYS)
 
@@ -574,7 +580,7 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
         chk.error("Functions", "expected at least one function besides Fkt_main, got none")
 
     if chk.errors:
-        raise SetupError(chk.errors)
+        raise SetupFileError(chk.errors)
     for w in chk.warnings:
         logger.warning("%s", w)
     return DAQSetup(
