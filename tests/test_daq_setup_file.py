@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
-from daq_helpers import copy_setup, run_cli
+from daq_helpers import copy_setup, run_cli, run_folder, summary
 
 from mimocorb.daq.setup_file import SetupFileError, load_setup, run_name
 
@@ -338,3 +340,98 @@ def test_a_module_that_blocks_when_imported_is_named_and_the_check_goes_on(chain
     errors = "\n".join(info.value.errors)
     assert "Functions[2].Fkt_2.file_name: importing " in errors and "stuck.py did not finish within 1 s" in errors
     assert "Functions[3].Fkt_3.fkt_name: " in errors and "has no function 'to_txet'" in errors
+
+
+# ------------------------------------------------ file_name: a file, or a module name
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path (inherited by the forked check process) holding importable modules."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for name in [m for m in sys.modules if m.split(".")[0] in ("labpkg", "samename")]:
+        del sys.modules[name]
+
+
+def _labpkg(site):
+    (site / "labpkg").mkdir()
+    (site / "labpkg" / "__init__.py").write_text("")
+    (site / "labpkg" / "sinks.py").write_text(
+        "__all__ = ['collect']\n\n\ndef collect(source_list=None, sink_list=None, observe_list=None, "
+        "config_dict=None, **rb_info):\n    pass\n\n\ndef _helper():\n    pass\n"
+    )
+
+
+def test_file_name_may_be_a_module_name(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg.sinks"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "collect"
+    s = load_setup(write_setup(chain, d))
+    f = {x.key: x for x in s.functions}["Fkt_3"]
+    assert f.module.name == "labpkg.sinks" and f.module_path is None and f.file_name == "labpkg.sinks"
+    assert f.config == {"filename": "selected"}  # the config is found as for a module file
+
+
+def test_unknown_module_name_says_what_was_looked_for(chain):
+    d = base(chain)
+    d["Functions"][2]["Fkt_2"]["file_name"] = "mimocorb.nothere"
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    tried = chain / "mimocorb.nothere.py"
+    assert err.startswith(f"{setup}: Functions[2].Fkt_2.file_name: module file not found: {tried}, ")
+    assert "no module 'mimocorb.nothere' can be imported" in err and "dotted name of an importable module" in err
+
+
+def test_unknown_function_of_a_module_lists_what_it_offers(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg.sinks"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "colect"
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    assert err == (
+        f"{setup}: Functions[3].Fkt_3.fkt_name: module 'labpkg.sinks' has no function 'colect' (found there: collect)"
+    )
+
+
+def test_a_path_with_a_slash_is_never_a_module_name(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg/sinks"  # the package exists, but not beside the setup
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    assert err.startswith(f"{setup}: Functions[3].Fkt_3.file_name: module file not found: {chain / 'labpkg/sinks.py'}")
+
+
+def test_a_file_beside_the_setup_wins_over_a_module_of_that_name(chain, site):
+    (site / "samename.py").write_text("def from_module(*a, **k):\n    pass\n")
+    (chain / "samename.py").write_text(
+        "from mimocorb.buffer_control import rbDrain\n\n\n"
+        "def from_file(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):\n"
+        "    rbDrain(source_list=source_list, config_dict=config_dict, **rb_info)()\n"
+    )
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "samename"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_file"
+    setup = write_setup(chain, d)
+    f = {x.key: x for x in load_setup(setup).functions}["Fkt_3"]
+    assert f.module_path == chain / "samename.py" and f.module.name is None
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_module"  # only the module has it: the file was taken
+    with pytest.raises(SetupFileError) as info:
+        load_setup(write_setup(chain, d))
+    assert f"{chain / 'samename.py'} has no function 'from_module'" in str(info.value)
+    # and a run uses the file: the workers follow the same rule
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_file"
+    out = chain / "out"
+    res = run_cli(["run", write_setup(chain, d), "--headless", "--output", out, "-q"], timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    s = summary(run_folder(out))
+    assert s["buffers"]["RB_2"]["groups"][0]["consumed"] == s["buffers"]["RB_2"]["events"] > 0

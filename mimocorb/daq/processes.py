@@ -117,7 +117,7 @@ def make_workers(
             info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
             args = (
                 info,
-                str(f.module_path),
+                f.module,
                 search,
                 source_list,
                 sink_list,

@@ -49,7 +49,7 @@ from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
 from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
-from mimocorb.daq.setup_file import DAQSetup, SetupFileError, load_setup, output_directory_problem
+from mimocorb.daq.setup_file import SetupFileError, load_setup, output_directory_problem
 from mimocorb.daq.shutdown import StagedEnd
 from mimocorb.daq.status import (
     BufferSnapshot,
@@ -64,33 +64,6 @@ from mimocorb.daq.status import (
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-
-
-def flow_order(setup: DAQSetup) -> list[str]:
-    """Buffer names in data-flow order (a buffer before every buffer filled from it)."""
-    names = [b.name for b in setup.buffers]
-    succ: dict[str, set[str]] = {n: set() for n in names}
-    for f in setup.functions:
-        for r in f.buffers("read"):
-            for w in f.buffers("write"):
-                if w != r:
-                    succ[r].add(w)
-    indeg = {n: 0 for n in names}
-    for n in names:
-        for m in succ[n]:
-            indeg[m] += 1
-    order: list[str] = []
-    ready = [n for n in names if indeg[n] == 0]
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in names:  # keep setup order among equals
-            if m in succ[n]:
-                indeg[m] -= 1
-                if indeg[m] == 0:
-                    ready.append(m)
-    order += [n for n in names if n not in order]  # cycles: setup order
-    return order
 
 
 class RunControl:
@@ -171,7 +144,7 @@ class RunControl:
         self.buffers: dict[str, Any] = {}
         self.ringbuffers = self.buffers  # 1.x name
         self.workers: list[Worker] = []
-        self.order: list[str] = flow_order(self.setup_spec)
+        self.order: list[str] = self.setup_spec.flow_order()
         self.failures: dict[str, str] = {}
         self.files: list[dict] = []  # what the exporters wrote: {path, worker, buffer, events}
 
@@ -632,4 +605,4 @@ class run_mimoDAQ(RunControl):
         super().__init__(setup_filename, verbose, debug, **options)
 
 
-__all__ = ["RunControl", "run_mimoDAQ", "flow_order", "Worker", "HEADLESS_ENV"]
+__all__ = ["RunControl", "run_mimoDAQ", "Worker", "HEADLESS_ENV"]
