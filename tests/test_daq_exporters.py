@@ -11,7 +11,8 @@ import yaml
 from daq_helpers import copy_setup, read_table, run_cli, run_folder, summary, wait_until
 
 from mimocorb.buffer_control import rb_toParquetfile, rb_toTxtfile, rb_toWaveformfile
-from mimocorb.daq.exporters import NpyWaveformWriter, TextTableWriter
+from mimocorb.exporters.text import TextTableWriter
+from mimocorb.exporters.waveforms import NpyWaveformWriter
 from mimocorb.mimo_buffer import NewBuffer, Writer
 
 pytestmark = pytest.mark.timeout(120)
@@ -63,6 +64,44 @@ def test_two_processes_of_each_exporter_write_two_complete_files(tmp_path):
     assert {f: g["consumed"] for f, g in groups.items()} == {"to_text": 3000, "to_parquet": 3000, "to_waveforms": 3000}
     text = read_table(folder / "rows-1.txt") + read_table(folder / "rows-2.txt")
     assert all(float(r["total"]) == 0.5 * int(r["index"]) and int(r["counter"]) == int(r["index"]) + 1 for r in text)
+
+
+def test_packaged_exporters_need_no_module_of_the_setup(tmp_path):
+    """``file_name: mimocorb.exporters``: every packaged sink, and ``max_events`` of the waveform file."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from mimocorb import exporters
+
+    folder = copy_setup("chain", tmp_path)
+    packaged = {"file_name": "mimocorb.exporters", "RB_assign": {"RB_1": "read"}}
+    d = {
+        "RingBuffer": [{"RB_1": {"number_of_slots": 16, "channel_per_slot": 1, "data_type": RECORD}}],
+        "Functions": [
+            {"Fkt_main": {"config_file": "config/common.yaml"}},
+            {"Fkt_1": {"file_name": "modules/records", "fkt_name": "records_source", "RB_assign": {"RB_1": "write"}}},
+            *({f"Fkt_{2 + i}": {**packaged, "fkt_name": name}} for i, name in enumerate(exporters.__all__)),
+        ],
+    }
+    cfg = {
+        "records_source": {"events": 500},
+        "save_to_txt": {"filename": "rows", "sep": ","},
+        "save_parquet": {"filename": "rows"},
+        "save_waveforms": {"filename": "rows", "max_events": 20},
+    }
+    (folder / "config" / "common.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "packaged_setup.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    out = tmp_path / "out"
+    res = run_cli(["run", folder / "packaged_setup.yaml", "--headless", "--output", out, "-q"], timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    folder = run_folder(out)
+    s = summary(folder)
+    groups = {g["function"]: g for g in s["buffers"]["RB_1"]["groups"]}
+    assert {f: g["consumed"] for f, g in groups.items()} == {name: 500 for name in exporters.__all__}
+    assert [int(r["counter"]) for r in read_table(folder / "rows.csv", ",")] == list(range(1, 501))
+    assert list(pd.read_parquet(folder / "rows.parquet")["counter"]) == list(range(1, 501))
+    assert list(np.load(folder / "rows.npy")["counter"]) == list(range(1, 21))  # the first 20, the rest dropped
+    files = {f["path"].rsplit("/", 1)[1]: f["events"] for f in s["files"]}
+    assert files == {"rows.csv": 500, "rows.parquet": 500, "rows.npy": 20}
 
 
 @pytest.fixture

@@ -346,8 +346,13 @@ class rbPut(_Access):
         return self.sink.active
 
 
-class _ReaderAccess(_Access):
-    """An access class that reads one source buffer."""
+class ReaderAccess(_Access):
+    """An access class that reads one source buffer (the first of ``source_list``).
+
+    The base of the reading access classes here and of the packaged sinks
+    (:mod:`mimocorb.exporters`): ``self.source`` is the :class:`~mimocorb.mimo_buffer.Reader`,
+    ``self.source_name`` its buffer's name, :meth:`events` the loop over its events.
+    """
 
     def __init__(self, source_list, config_dict, rb_info):
         super().__init__(config_dict, rb_info)
@@ -363,7 +368,7 @@ class _ReaderAccess(_Access):
         return self.source.events(idle)
 
 
-class rbExport(_ReaderAccess):
+class rbExport(ReaderAccess):
     """Called with ``()``: a generator of ``(data, metadata)`` for every event, ending at end of run.
 
     ``metadata`` is ``np.array([counter, timestamp, deadtime])`` as in 1.x; ``data`` is
@@ -378,7 +383,7 @@ class rbExport(_ReaderAccess):
             yield data, np.array(md)
 
 
-class rbDrain(_ReaderAccess):
+class rbDrain(ReaderAccess):
     """Consume and discard every event of the source (called with ``()``)."""
 
     def __init__(self, source_list=None, config_dict=None, **rb_info):
@@ -391,7 +396,7 @@ class rbDrain(_ReaderAccess):
         self.logger.info("rbDrain: end of run after %d events from %s", self.event_count, self.source_name)
 
 
-class rbTransfer(_ReaderAccess):
+class rbTransfer(ReaderAccess):
     """Read each event, call ``ufunc(data)`` and write its result to the sinks.
 
     The result of ``ufunc``:
