@@ -13,12 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence
 
 from mimocorb.daq.setup_file import DAQSetup, FunctionSpec
-from mimocorb.daq.worker import EXIT_TERMINATED, WorkerInfo, worker_main
+from mimocorb.daq.worker import EXIT_TERMINATED, HEADLESS_ENV, WorkerInfo, worker_main
 
 logger = logging.getLogger(__name__)
-
-#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
-HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
 #: How the run control ended a worker (``Worker.ended_by``).
 ASKED, TIMED_OUT, KILLED = "asked to finish", "timed out", "killed"
@@ -136,7 +133,8 @@ def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -
     """Start the workers: consumers of the last buffers first, the sources last.
 
     SIGINT and SIGTERM are blocked while they start, so each worker gets them only once
-    it has set its own handlers (:func:`~mimocorb.daq.worker.worker_main`)."""
+    it has set its own handlers (:func:`~mimocorb.daq.worker.worker_main`). A headless run
+    sets :data:`~mimocorb.daq.worker.HEADLESS_ENV` in their environment."""
     pos = {b: i for i, b in enumerate(order)}
 
     def rank(w: Worker) -> int:
@@ -144,7 +142,7 @@ def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -
 
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     env_before = os.environ.get(HEADLESS_ENV)
-    if headless:  # inherited by fork and spawn alike; restored below
+    if headless:  # the one channel to the workers: inherited by fork and spawn alike; restored below
         os.environ[HEADLESS_ENV] = "1"
     try:
         for w in sorted(workers, key=rank, reverse=True):
@@ -158,4 +156,4 @@ def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED", "HEADLESS_ENV"]
+__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED"]

@@ -28,6 +28,12 @@ them (cause ``orphaned``). The run says so (a message, the run log, ``summary.js
 A failed consumer's groups are retired as well, or its source would block on a full
 buffer until the run's end.
 
+Headless mode reaches the workers through one channel: a run with ``headless=True``
+(``--headless``) starts its workers with the environment variable ``MIMOCORB_HEADLESS=1``
+(:data:`mimocorb.daq.worker.HEADLESS_ENV`); displays read it (and draw off screen also
+where there is no ``$DISPLAY``, :func:`mimocorb.gui.screen.headless`). The run control
+itself then reads no keys from the terminal.
+
 The run control methods (:meth:`RunControl.pause`, :meth:`~RunControl.resume`,
 :meth:`~RunControl.stop`, :meth:`~RunControl.status`) are thread-safe, so a control
 window in the main process can drive a run that :meth:`~RunControl.run` executes.
@@ -46,7 +52,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
-from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
+from mimocorb.daq.processes import KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
 from mimocorb.daq.setup_file import SetupFileError, load_setup, output_directory_problem
@@ -82,7 +88,8 @@ class RunControl:
     output_directory : optional
         Where the run folder goes (default: the setup's ``output_directory``).
     headless : bool
-        No keyboard control and no GUI.
+        No keyboard control, and the workers' displays draw off screen (the environment
+        variable ``MIMOCORB_HEADLESS``, see the module notes).
     start_method : str, optional
         ``"fork"`` (default on Linux) or ``"spawn"``.
     console : Console, optional
@@ -605,4 +612,4 @@ class run_mimoDAQ(RunControl):
         super().__init__(setup_filename, verbose, debug, **options)
 
 
-__all__ = ["RunControl", "run_mimoDAQ", "Worker", "HEADLESS_ENV"]
+__all__ = ["RunControl", "run_mimoDAQ", "Worker"]

@@ -41,6 +41,12 @@ from mimocorb.daq.user_code import ModuleRef, load_function
 
 logger = logging.getLogger(__name__)
 
+#: The one channel by which a run tells its workers that it is headless: this environment
+#: variable is set (to ``"1"``) in the environment of every worker of a run started with
+#: ``headless=True`` (``--headless``); displays then draw off screen and write PNG snapshots
+#: (:func:`mimocorb.gui.screen.headless`). Set it yourself to run a display headless
+#: outside a run; ``""`` or ``"0"`` count as unset.
+HEADLESS_ENV = "MIMOCORB_HEADLESS"
 #: Exit code of a worker that ended on a request to finish (128 + SIGTERM, as a shell shows it).
 EXIT_TERMINATED = 128 + signal.SIGTERM
 #: Seconds a worker whose run control died has to finish before it is ended.
@@ -224,6 +230,7 @@ def worker_main(
 
 
 __all__ = [
+    "HEADLESS_ENV",
     "WorkerInfo",
     "WorkerTerminated",
     "current_worker",
