@@ -135,6 +135,25 @@ cdef class _Endpoint:
         self.spin_s = spin_s
         self.spin_forever = spin_forever
 
+    def seq_state(self, uint64_t seq):
+        """What became of sequence `seq`: "published", "abandoned" (a dead or
+        stopped writer gave it up), "later" (its slot holds a later lap: it was
+        published or abandoned, which cannot be told any more) or "pending"."""
+        cdef rb_slot *sl
+        cdef uint64_t p, a
+        if self.hdr == NULL:
+            raise ValueError("this endpoint is closed")
+        sl = &self.slots[seq % self.nslots]
+        p = rb_load_acq64(&sl.pub)
+        a = rb_load_acq64(&sl.abandoned) & ~RB_VOID
+        if p == seq + 1:
+            return "published"
+        if a == seq + 1:
+            return "abandoned"
+        if p > seq + 1 or a > seq + 1:
+            return "later"
+        return "pending"
+
     @property
     def state(self):
         if self.hdr == NULL:

@@ -28,6 +28,7 @@ cdef class WriterCore(_Endpoint):
     cdef uint32_t cached_epoch
     cdef double dt_entry      # the entry's dead-time sum, kept here for the next store
     cdef bint meta_set        # set_metadata() or put() gave the first held slot its metadata
+    cdef bint meta_all        # set_metadata_many() gave every held slot its metadata
 
     def _attach_core(self, Segment seg, list views, object base2d, double spin_s=1e-5, bint spin_forever=False):
         self._setup(seg, views, base2d, RB_ROLE_WRITER, 0, spin_s, spin_forever)
@@ -110,6 +111,7 @@ cdef class WriterCore(_Endpoint):
         self.held = s
         self.held_n = m
         self.meta_set = False
+        self.meta_all = False
         _fault(FP_WRITER_CLAIMED)
         return W_OK
 
@@ -260,7 +262,7 @@ cdef class WriterCore(_Endpoint):
             sl = &self.slots[q % self.nslots]
             # The metadata are plain stores, like the payload: readers see them through
             # the release store of pub below (I2), observers through the seqlock (I4).
-            if q != self.held or not self.meta_set:
+            if not self.meta_all and (q != self.held or not self.meta_set):
                 # default metadata: this writer's running count, the time of publication, no dead time
                 if now == 0.0:
                     now = rb_wall_time()
@@ -272,7 +274,7 @@ cdef class WriterCore(_Endpoint):
                     if now == 0.0:
                         now = rb_wall_time()
                     sl.timestamp = now
-                dts = sl.deadtime
+                dts += sl.deadtime
             if q + 1 == last:
                 rb_store_sc64(&sl.pub, q + 1)  # I2; seq_cst: the store-load barrier before looking for sleepers
             else:
@@ -315,6 +317,31 @@ cdef class WriterCore(_Endpoint):
             sl.timestamp = timestamp
             sl.deadtime = deadtime
             self.meta_set = True
+
+    def set_metadata_many(self, meta):
+        """Metadata of every slot now held (a batch from get_new_buffers()): `meta` is a
+        C-contiguous array of (counter int64, timestamp float64, deadtime float64)
+        records, one per held slot (METADATA_DTYPE of mimocorb.mimo_buffer). A
+        timestamp < 0 is stamped at publication."""
+        cdef Py_buffer view
+        cdef const char *p
+        cdef uint64_t i
+        cdef rb_slot *sl
+        PyObject_GetBuffer(meta, &view, PyBUF_SIMPLE)
+        try:
+            if <uint64_t>view.len != 24 * self.held_n:
+                raise ValueError(f"set_metadata_many() needs {self.held_n} records of 24 bytes "
+                                 f"(the slots now held), got {view.len} bytes")
+            p = <const char *>view.buf
+            for i in range(self.held_n):
+                sl = &self.slots[(self.held + i) % self.nslots]
+                memcpy(&sl.counter, p + 24 * i, 8)
+                memcpy(&sl.timestamp, p + 24 * i + 8, 8)
+                memcpy(&sl.deadtime, p + 24 * i + 16, 8)
+        finally:
+            PyBuffer_Release(&view)
+        if self.held_n:
+            self.meta_all = True
 
     def put(self, data, counter=None, timestamp=None, double deadtime=0.0):
         """Write one whole event with one memcpy and publish it.
@@ -368,6 +395,12 @@ cdef class WriterCore(_Endpoint):
     @property
     def held_count(self):
         return self.held_n
+
+    @property
+    def held_seq(self):
+        """Sequence number of the first held slot (None when none is held): a
+        writer that journals what it writes can ask seq_state() about it later."""
+        return self.held if self.held_n else None
 
     @property
     def published_count(self):

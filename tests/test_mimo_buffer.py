@@ -452,3 +452,45 @@ def test_event_limit_stops_the_writers_at_an_exact_count():
             buf.set_event_limit(0)
         r.close()
         w.close()
+
+
+def test_held_seq_and_seq_state():
+    with bm.NewBuffer(2, 1, np.int32) as buf:
+        r = bm.Reader(buf.new_reader_group())
+        w = bm.Writer(buf.new_writer())
+        assert w.held_seq is None
+        w.get_new_buffer()[0] = 1
+        assert w.held_seq == 0 and w.seq_state(0) == "pending"
+        w.process_buffer()
+        assert w.seq_state(0) == "published" and r.seq_state(0) == "published"
+        w.get_new_buffer()
+        w.discard()
+        assert w.seq_state(1) == "abandoned"
+        assert int(r.get()[0]) == 1 and r.get_timeout(0.05) is None  # the abandoned one is skipped
+        r.release()
+        w.put(np.array([3], np.int32))  # seq 2, in slot 0
+        assert w.seq_state(0) == "later" and w.seq_state(2) == "published" and w.seq_state(3) == "pending"
+        r.close()
+        w.close()
+
+
+def test_set_metadata_many_for_a_batch():
+    with bm.NewBuffer(8, 2, np.int32) as buf:
+        r = bm.Reader(buf.new_reader_group())
+        w = bm.Writer(buf.new_writer())
+        block = w.get_new_buffers(3)
+        block[:, 0] = [10, 11, 12]
+        meta = np.array([(100, 1.5, 0.25), (101, -1.0, 0.5), (102, 3.5, 0.0)], dtype=bm.METADATA_DTYPE)
+        w.set_metadata_many(meta)
+        w.process_buffer()
+        assert list(r.get_many(3)[:, 0]) == [10, 11, 12]
+        got = r.metadata_many()
+        assert [g[0] for g in got] == [100, 101, 102] and got[0][1:] == (1.5, 0.25)
+        assert got[1][1] > 1e9 and got[1][2] == 0.5  # stamped at publication
+        assert buf.stats()["deadtime_sum"] == 0.75
+        w.get_new_buffers(2)
+        with pytest.raises(ValueError, match="needs 2 records"):
+            w.set_metadata_many(meta)
+        w.discard()
+        r.close()
+        w.close()
