@@ -91,9 +91,9 @@ def source(source_list=None, sink_list=None, observe_list=None, config_dict=None
     n, rate = config_dict["events"], config_dict["rate"]
     t0 = time.monotonic()
     for i in range(n):
-        due = t0 + i / rate
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
+        wait = t0 + i / rate - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
         b = w.get_new_buffer()
         b[0] = i
         w.set_metadata(i, 1000.0 + i, 0.0)

@@ -28,6 +28,14 @@ them (cause ``orphaned``). The run says so (a message, the run log, ``summary.js
 A failed consumer's groups are retired as well, or its source would block on a full
 buffer until the run's end.
 
+Restart policy: a function's entry in the setup file may say ``restart: {max: 3, within:
+60}``; a worker of it that fails (non-zero exit code, killed by a signal) while the run
+goes on is started again -- same name, same reader groups and writers -- at most ``max``
+times within ``within`` seconds, and only beyond that is it a failure as above. Never
+when the run asked it to finish. The run says so (a message, the run log,
+``summary.json``: ``restarts`` and ``restarted`` per worker). See
+:mod:`mimocorb.daq.supervise`.
+
 Headless mode reaches the workers through one channel: a run with ``headless=True``
 (``--headless``) starts its workers with the environment variable ``MIMOCORB_HEADLESS=1``
 (:data:`mimocorb.daq.worker.HEADLESS_ENV`); displays read it (and draw off screen also
@@ -66,6 +74,7 @@ from mimocorb.daq.status import (
     format_status,
     format_summary,
 )
+from mimocorb.daq.supervise import GroupKeepers, Restarts, exit_cause, restart_summary, retire_ended_consumers
 
 logger = logging.getLogger(__name__)
 
@@ -154,6 +163,9 @@ class RunControl:
         self.order: list[str] = self.setup_spec.flow_order()
         self.failures: dict[str, str] = {}
         self.files: list[dict] = []  # what the exporters wrote: {path, worker, buffer, events}
+        self._tracebacks: dict[Optional[int], str] = {}  # pid -> what it reported when it failed
+        self._restarts = Restarts(headless, self._announce, lambda: self._t_start)
+        self._keepers = GroupKeepers()
 
         self._lock = threading.RLock()
         self._stop_requested = False
@@ -225,6 +237,7 @@ class RunControl:
         self.workers.extend(
             make_workers(self.ctx, s, self.buffers, self.run_folder.prefix, self._run_log.queue, self._run_log.level)
         )
+        self._keepers.open(self.workers)
         self._stats = StatsRecorder(self.run_folder.stats_file)
         self.state = "ready"
         self._status = RunStatus("ready", 0.0, 0.0, workers=self._worker_states())
@@ -375,8 +388,11 @@ class RunControl:
     def _on_key(self, command: str) -> None:
         {"pause": self.pause, "resume": self.resume, "stop": lambda: self.stop("stopped by operator")}[command]()
 
-    def _on_failure(self, worker: str, tb: str) -> None:
-        self.failures[worker] = tb
+    def _on_failure(self, worker: str, tb: str, pid: Optional[int] = None) -> None:
+        self._tracebacks[pid] = tb
+        current = next((w.process.pid for w in self.workers if w.name == worker), None)
+        if pid is None or pid == current:  # not the report of a process since replaced (restart policy)
+            self.failures[worker] = tb
 
     def _on_output(self, worker: str, path: str, events: int, buffer: str) -> None:
         self.files.append({"path": path, "worker": worker, "buffer": buffer, "events": int(events)})
@@ -417,16 +433,19 @@ class RunControl:
             if code is None or w.noticed:
                 continue
             w.noticed = True
+            if code == 0:
+                logger.info("worker %s ended", w.name)
+                continue
+            held = describe_held(self._watch.last_held.get(w.process.pid, []))
+            # a failure while the run goes on (never one the run asked for: the loop ends at the stop)
+            if not self._stop_requested and self._restarts.try_restart(w, exit_cause(code) + held):
+                continue
             if code > 0:
                 self._announce(f"worker {w.name} failed (exit code {code}); traceback in {self.run_folder.log_file}")
-                self.stop(f"worker {w.name} failed")
-            elif code < 0:
-                held = describe_held(self._watch.last_held.get(w.process.pid, []))
-                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
-                self.stop(f"worker {w.name} failed")
             else:
-                logger.info("worker %s ended", w.name)
-        self._retire_ended_consumers()
+                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
+            self.stop(f"worker {w.name} failed")
+        retire_ended_consumers(self.workers, self.buffers, self._retired, self._announce, self._keepers)
         sources = [w for w in self.workers if w.is_source]
         if sources and all(w.process.exitcode == 0 for w in sources):
             limit = self.runevents > 0 and len(self.source_buffers) == 1
@@ -434,29 +453,6 @@ class RunControl:
                 self.stop(f"{self.runevents} events reached")
             else:
                 self.stop("source exhausted")
-
-    def _retire_ended_consumers(self) -> None:
-        """A consuming function whose processes have all ended (returned, or failed) stops holding back
-        its buffers' writers: its reader groups are retired (what they miss counts as lost)."""
-        functions: dict[str, list[Worker]] = {}
-        for w in self.workers:
-            functions.setdefault(w.spec.key, []).append(w)
-        for procs in functions.values():
-            first = procs[0]
-            if any(w.process.exitcode is None for w in procs):
-                continue
-            for b, g in first.groups.items():
-                if (b, g) in self._retired:
-                    continue
-                buf = self.buffers[b]
-                buf.stats()  # reap first: what a dead member held counts as lost to a dead reader
-                buf.retire_group(g)
-                self._retired[(b, g)] = first.spec.key
-                self._announce(
-                    f"{first.spec.fkt_name} ({first.spec.key}) has ended while the run goes on: its reader group "
-                    f"{g} of {b} no longer holds back the writers; what it left and what comes from now on "
-                    f"counts as lost for it"
-                )
 
     def _loop(self) -> None:
         next_status = time.monotonic()
@@ -511,6 +507,7 @@ class RunControl:
             self._unpause()  # quietly: the sources must see the end of the run
             if self.state != "init":
                 self.state = "stopping"
+        self._keepers.close()  # no restart from now on: the groups' own members decide their end
         if any(w.started for w in self.workers):
             hurried = lambda: self._hurry  # noqa: E731 - set by a second Ctrl-C
             StagedEnd(
@@ -586,6 +583,8 @@ class RunControl:
                     "held": w.held,
                     "error": w.error,
                     "traceback": self.failures.get(w.name),
+                    "restarts": len(w.restarts),
+                    "restarted": restart_summary(w, self._tracebacks),
                 }
                 for w in self.workers
             ],

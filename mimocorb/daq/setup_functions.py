@@ -10,6 +10,11 @@ module is then imported in a separate process (bounded) to check that the functi
 Each function's config dict is, in this order of precedence: its own ``config_file``; the
 block named after its ``fkt_name``, or else after its key (``Fkt_3``), in the common config
 file of ``Fkt_main``; the block named after its ``fkt_name`` in ``FunctionConfigs``.
+
+``restart: {max: 3, within: 60}`` in a function's entry is the run's restart policy for
+its workers (:class:`RestartPolicy`, applied by :mod:`mimocorb.daq.supervise`). It sits
+in the entry, not in the function's config dict: it is the runner's business, and the
+config dict belongs to the function (packaged functions refuse keys they do not know).
 """
 
 from __future__ import annotations
@@ -22,10 +27,37 @@ from mimocorb import _ringbuf
 from mimocorb.daq.setup_checks import Checker, config_file
 from mimocorb.daq.user_code import FILE_NAME_RULE, ModuleRef, UserCodeError, check_functions, resolve_module
 
-FUNCTION_KEYS = {"file_name", "fkt_name", "num_process", "RB_assign", "config_file"}
+FUNCTION_KEYS = {"file_name", "fkt_name", "num_process", "RB_assign", "config_file", "restart"}
+RESTART_KEYS = {"max", "within"}
 MAIN_KEYS = {"config_file", "runtime", "runevents"}
 MODES = ("read", "write", "observe")
 _NAMES = (("file_name", FILE_NAME_RULE.replace("file_name is ", "", 1)), ("fkt_name", "the name of a function there"))
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """``restart: {max: 3, within: 60}``: a failed worker of the function is started again,
+    at most ``max`` times within any ``within`` seconds."""
+
+    max: int
+    within: float
+
+
+def _restart(chk: Checker, where: str, value: object) -> Optional[RestartPolicy]:
+    where = f"{where}.restart"
+    if not chk.mapping(where, value, RESTART_KEYS, "max (restarts) and within (seconds), e.g. {max: 3, within: 60}"):
+        return None
+    for k in ("max", "within"):
+        if k not in value:
+            chk.error(f"{where}.{k}", "missing; expected e.g. restart: {max: 3, within: 60}")
+    n = chk.integer(f"{where}.max", value["max"], 1) if "max" in value else None
+    t = chk.number(f"{where}.within", value["within"], 0.0) if "within" in value else None
+    if n is None or t is None:
+        return None
+    if t <= 0:
+        chk.error(f"{where}.within", f"expected a number of seconds > 0, got {value['within']!r}")
+        return None
+    return RestartPolicy(n, t)
 
 
 @dataclass
@@ -44,6 +76,7 @@ class FunctionSpec:
     rb_assign: dict[str, str]
     config_file: Optional[Path]
     config: dict = field(default_factory=dict)
+    restart: Optional[RestartPolicy] = None
 
     @property
     def module_path(self) -> Optional[Path]:
@@ -152,6 +185,7 @@ def read_functions(
         cfg_file, loaded = config_file(chk, where, body, setup_dir)
         if cfg_file is not None:
             config = dict(loaded or {})
+        restart = _restart(chk, where, body["restart"]) if "restart" in body else None
         module = None
         if names.get("file_name"):
             try:
@@ -159,7 +193,9 @@ def read_functions(
             except UserCodeError as exc:
                 chk.error(f"{where}.file_name", str(exc))
         if module is not None and names.get("fkt_name") and nproc is not None:
-            spec = FunctionSpec(key, names["fkt_name"], names["file_name"], module, nproc, assign, cfg_file, config)
+            spec = FunctionSpec(
+                key, names["fkt_name"], names["file_name"], module, nproc, assign, cfg_file, config, restart
+            )
             out.append((where, spec))
     return out
 
@@ -179,4 +215,13 @@ def check_imports(chk: Checker, functions: list[tuple[str, FunctionSpec]], setup
     return failed
 
 
-__all__ = ["FUNCTION_KEYS", "MAIN_KEYS", "MODES", "FunctionSpec", "MainBlock", "check_imports", "read_functions"]
+__all__ = [
+    "FUNCTION_KEYS",
+    "MAIN_KEYS",
+    "MODES",
+    "FunctionSpec",
+    "RestartPolicy",
+    "MainBlock",
+    "check_imports",
+    "read_functions",
+]
