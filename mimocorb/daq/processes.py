@@ -70,6 +70,29 @@ class Worker:
     def failed(self) -> bool:
         return self.error is not None
 
+    def summary(self, traceback_text: Optional[str], tracebacks: dict[Optional[int], str]) -> dict[str, Any]:
+        """This worker in ``summary.json``; ``tracebacks`` (pid -> text) names what replaced processes reported."""
+        restarted = []
+        for r in self.restarts:
+            tb = (tracebacks.get(r["pid"]) or "").strip()
+            restarted.append(
+                {**{k: r[k] for k in ("pid", "cause", "at_s")}, "error": tb.splitlines()[-1] if tb else None}
+            )
+        return {
+            "name": self.name,
+            "function": self.spec.fkt_name,
+            "pid": self.process.pid,
+            "exitcode": self.process.exitcode,
+            "failed": self.failed,
+            "ended_by": self.ended_by or None,
+            "terminated": self.ended_by in (TIMED_OUT, KILLED),
+            "held": self.held,
+            "error": self.error,
+            "traceback": traceback_text,
+            "restarts": len(self.restarts),
+            "restarted": restarted,
+        }
+
     def respawn(self, headless: bool) -> None:
         """Replace the ended process by a new one of the same worker (name, index, setup dicts,
         config: the same reader groups and writers) and start it."""

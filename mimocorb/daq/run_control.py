@@ -60,7 +60,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
-from mimocorb.daq.processes import KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
+from mimocorb.daq.links import collect_stats, summary_entry
+from mimocorb.daq.processes import Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
 from mimocorb.daq.setup_file import SetupFileError, load_setup, output_directory_problem
@@ -74,7 +75,7 @@ from mimocorb.daq.status import (
     format_status,
     format_summary,
 )
-from mimocorb.daq.supervise import GroupKeepers, Restarts, exit_cause, restart_summary, retire_ended_consumers
+from mimocorb.daq.supervise import GroupKeepers, Restarts, exit_cause, retire_ended_consumers
 
 logger = logging.getLogger(__name__)
 
@@ -489,6 +490,7 @@ class RunControl:
                 out,
                 self._worker_states(),
                 self.stop_reason,
+                collect_stats(self.run_folder.path) if self.run_folder is not None else {},
             )
             self._status = st
         if show and self.verbose >= 1:
@@ -571,23 +573,8 @@ class RunControl:
             "start_method": self.ctx.get_start_method(),
             "buffers": self._watch.totals.summary(active, consumers),
             "files": sorted(self.files, key=lambda f: f["path"]),
-            "workers": [
-                {
-                    "name": w.name,
-                    "function": w.spec.fkt_name,
-                    "pid": w.process.pid,
-                    "exitcode": w.process.exitcode,
-                    "failed": w.failed,
-                    "ended_by": w.ended_by or None,
-                    "terminated": w.ended_by in (TIMED_OUT, KILLED),
-                    "held": w.held,
-                    "error": w.error,
-                    "traceback": self.failures.get(w.name),
-                    "restarts": len(w.restarts),
-                    "restarted": restart_summary(w, self._tracebacks),
-                }
-                for w in self.workers
-            ],
+            "links": {k: summary_entry(v) for k, v in self._status.links.items()},
+            "workers": [w.summary(self.failures.get(w.name), self._tracebacks) for w in self.workers],
             "exit_code": self.exit_code,
         }
 

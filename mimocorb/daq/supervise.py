@@ -123,16 +123,6 @@ class Restarts:
         return True
 
 
-def restart_summary(w: Worker, tracebacks: dict[int, str]) -> list[dict]:
-    """``w.restarts`` for ``summary.json``: pid, cause, time since the start, the error it reported."""
-    out = []
-    for r in w.restarts:
-        tb = tracebacks.get(r["pid"])
-        error = tb.strip().splitlines()[-1] if tb and tb.strip() else None
-        out.append({"pid": r["pid"], "cause": r["cause"], "at_s": r["at_s"], "error": error})
-    return out
-
-
 def retire_ended_consumers(
     workers: Sequence[Worker],
     buffers: dict[str, Any],
@@ -172,4 +162,4 @@ def exit_cause(code: int) -> str:
     return f"exit code {code}" if code > 0 else f"killed by signal {-code}"
 
 
-__all__ = ["GroupKeepers", "Restarts", "restart_summary", "retire_ended_consumers", "exit_cause"]
+__all__ = ["GroupKeepers", "Restarts", "retire_ended_consumers", "exit_cause"]
