@@ -187,6 +187,28 @@ def _cleanup(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --------------------------------------------------------------------- keys
+# The command's body is mimocorb.net.keys (add_arguments, run); it needs the net extra (pyzmq).
+@command("keys", help="make a CURVE key pair for links between hosts (mimocorb.net)")
+def _keys_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from mimocorb.net import keys
+    except ModuleNotFoundError:  # without pyzmq: the command says so when it is run
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        return
+    keys.add_arguments(p)
+
+
+@_keys_arguments.runner
+def _keys(args: argparse.Namespace) -> int:
+    try:
+        from mimocorb.net import keys
+    except ModuleNotFoundError as exc:
+        print(f"mimocorb keys: needs pyzmq ({exc}): pip install 'mimocorb[net]'", file=sys.stderr)
+        return EXIT_USAGE
+    return keys.run(args)
+
+
 # --------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""

@@ -79,3 +79,22 @@ def test_every_problem_at_once(sink):
         receive.check_config({"connect": "hostonly", "window": 0, "colour": "blue"}, sink)
     text = str(err.value)
     assert "connect: expected" in text and "window: expected an integer >= 1, got 0" in text and "'colour'" in text
+
+
+def test_keys_command_makes_a_pair_and_never_overwrites(tmp_path):
+    import stat
+
+    import zmq.auth
+
+    from tests.daq_helpers import run_cli
+
+    res = run_cli(["keys", tmp_path / "keys", "--name", "front"], timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    public, secret = tmp_path / "keys" / "front.key", tmp_path / "keys" / "front.key_secret"
+    assert f"public key {public}" in res.stdout and f"secret key {secret}" in res.stdout
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    pub, sec = zmq.auth.load_certificate(secret)
+    assert zmq.auth.load_certificate(public) == (pub, None) and len(pub) == 40 and sec is not None
+    again = run_cli(["keys", tmp_path / "keys", "--name", "front"], timeout=30)
+    assert again.returncode == 1 and "never overwritten" in again.stderr
+    assert zmq.auth.load_certificate(secret) == (pub, sec)
