@@ -439,7 +439,7 @@ class RunControl:
                 continue
             held = describe_held(self._watch.last_held.get(w.process.pid, []))
             # a failure while the run goes on (never one the run asked for: the loop ends at the stop)
-            if not self._stop_requested and self._restarts.try_restart(w, exit_cause(code) + held):
+            if not self._stop_requested and self._restarts.try_restart(w, exit_cause(code), held):
                 continue
             if code > 0:
                 self._announce(f"worker {w.name} failed (exit code {code}); traceback in {self.run_folder.log_file}")

@@ -94,8 +94,11 @@ class Restarts:
         self.announce = announce
         self.t_start = t_start
 
-    def try_restart(self, w: Worker, cause: str) -> bool:
-        """Start ``w`` again if its function's policy allows it now; False: it stays failed."""
+    def try_restart(self, w: Worker, cause: str, held: str = "") -> bool:
+        """Start ``w`` again if its function's policy allows it now; False: it stays failed.
+
+        ``cause``: how it ended (``exit code 3``); ``held``: what it held in the buffers when
+        last seen (`` (held 1 event of RB_1 group 0)``; told, not recorded: it may be stale)."""
         policy = w.spec.restart
         if policy is None:
             return False
@@ -117,7 +120,8 @@ class Restarts:
             return False
         n = len(recent) + 1
         self.announce(
-            f"worker {w.name} (pid {pid}) failed ({cause}): started again as pid {w.process.pid} "
+            f"worker {w.name} (pid {pid}) failed ({cause}{held and ', when last seen' + held}): "
+            f"started again as pid {w.process.pid} "
             f"(restart {n} of at most {policy.max} within {policy.within:g} s)"
         )
         return True
