@@ -46,7 +46,8 @@ def test_failed_filter_is_started_again_and_every_event_exported_once(tmp_path):
     (group,) = s["buffers"]["RB_1"]["groups"]
     assert group["retired"] is False and group["consumed"] == N
     said = re.compile(
-        rf"worker flaky_filter \(pid {r['pid']}\) failed \(exit code 3(, when last seen \(held .*\))?\): started again as pid {w['pid']} "
+        rf"worker flaky_filter \(pid {r['pid']}\) failed \(exit code 3(, when last seen \(held .*\))?\): "
+        rf"started again as pid {w['pid']} "
         r"\(restart 1 of at most 3 within 60 s\)"
     )
     assert said.search(res.stdout), res.stdout
