@@ -1,7 +1,9 @@
-"""Start, synchronise and bound the processes of one benchmark case.
+"""Start, synchronise and bound the processes of one benchmark case (and of the tests).
 
 Every process is forked, joined with a bound and killed if it hangs; results
 come back through one queue, each tagged with the process's role and index.
+:class:`ProcessGroup` is the bounded part alone; ``tests/conftest.py`` builds its
+fixtures on it too.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import multiprocessing as mp
 import os
 import queue
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Optional
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +24,45 @@ class CaseError(RuntimeError):
     """A case did not finish cleanly (a process hung, failed or reported no result)."""
 
 
-class Procs:
+class ProcessGroup:
+    """Processes started together, each joined within one shared bound and killed if it hangs.
+
+    The one process helper of the tests (``tests/conftest.py``: the ``procs`` and
+    ``spawn_procs`` fixtures) and of the benchmark cases (:class:`Procs`). Every process
+    is a daemon, so none outlives the process that started it.
+    """
+
+    def __init__(self, method: str = "fork") -> None:
+        self.ctx = mp.get_context(method)
+        self.procs: list[Any] = []
+
+    def make(
+        self, target: Callable, args: tuple = (), kwargs: Optional[dict] = None, name: Optional[str] = None
+    ) -> Any:
+        """A (not yet started) daemon process of this group."""
+        p = self.ctx.Process(target=target, args=args, kwargs=kwargs or {}, name=name, daemon=True)
+        self.procs.append(p)
+        return p
+
+    def wait(self, timeout: float, procs: Optional[Iterable[Any]] = None) -> list[Any]:
+        """Join ``procs`` (default: all started ones) within ``timeout`` seconds in all; return those still running."""
+        chosen = [p for p in (self.procs if procs is None else procs) if p.pid is not None]
+        deadline = time.monotonic() + timeout
+        for p in chosen:
+            p.join(max(0.0, deadline - time.monotonic()))
+        return [p for p in chosen if p.is_alive()]
+
+    def kill(self, grace: float = 5.0) -> None:
+        """Kill every started process still running, and reap each (at most ``grace`` seconds per process)."""
+        for p in self.procs:
+            if p.pid is None:
+                continue
+            if p.is_alive():
+                p.kill()
+            p.join(grace)
+
+
+class Procs(ProcessGroup):
     """The processes of one case: ``add`` targets, ``start``, ``go``, ``collect``.
 
     A target is called as ``target(report, go, *args)``: ``report(obj)``
@@ -31,9 +71,9 @@ class Procs:
     """
 
     def __init__(self) -> None:
-        self.results: Any = CTX.Queue()
-        self.go = CTX.Event()
-        self.procs: list[tuple[str, Any]] = []
+        super().__init__("fork")
+        self.results: Any = self.ctx.Queue()
+        self.go = self.ctx.Event()
 
     def add(self, name: str, target: Callable, *args: Any) -> None:
         def run(results=self.results, go=self.go) -> None:
@@ -45,10 +85,10 @@ class Procs:
                 results.put((name, {"error": repr(exc)}))
                 raise
 
-        self.procs.append((name, CTX.Process(target=run, name=f"bench-{name}", daemon=True)))
+        self.make(run, name=name)
 
     def start(self) -> None:
-        for _, p in self.procs:
+        for p in self.procs:
             p.start()
 
     def wait_ready(self, names: list[str], timeout: float = 10.0) -> None:
@@ -70,16 +110,10 @@ class Procs:
 
     def join(self, names: list[str], timeout: float) -> None:
         """Join the named processes within `timeout` seconds in all; kill what hangs."""
-        deadline = time.monotonic() + timeout
-        hung = []
-        for name, p in self.procs:
-            if name in names:
-                p.join(max(0.0, deadline - time.monotonic()))
-                if p.is_alive():
-                    hung.append(name)
+        hung = self.wait(timeout, [p for p in self.procs if p.name in names])
         if hung:
-            self.kill()
-            raise CaseError(f"processes hung and were killed: {hung}")
+            self.kill(grace=2.0)
+            raise CaseError(f"processes hung and were killed: {[p.name for p in hung]}")
 
     def collect(self, names: list[str], timeout: float = 10.0) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -114,15 +148,9 @@ class Procs:
         self.join(["r"], timeout=10)
         return res
 
-    def kill(self) -> None:
-        for _, p in self.procs:
-            if p.is_alive():
-                p.kill()
-                p.join(2.0)
-
     def close(self) -> None:
-        self.kill()
-        for _, p in self.procs:
+        self.kill(grace=2.0)
+        for p in self.procs:
             if p.exitcode is None:
                 p.join(1.0)
             try:

@@ -1,7 +1,7 @@
 """mimoCoRB 1.x module ``buffer_control``: the access classes and ``run_mimoDAQ``.
 
-A thin facade: the work is done in :mod:`mimocorb.daq` (``access``, ``exporters``,
-``run_control``, ``setup_file``). User worker functions have the signature
+A thin facade: the work is done in :mod:`mimocorb.daq` (``access``, ``run_control``,
+``setup_file``) and :mod:`mimocorb.exporters`. User worker functions have the signature
 ``fn(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info)``.
 """
 
@@ -15,9 +15,11 @@ from mimocorb.daq.access import (
     rbPut,
     rbTransfer,
 )
-from mimocorb.daq.exporters import rb_toParquetfile, rb_toTxtfile, rb_toWaveformfile
 from mimocorb.daq.run_control import RunControl, run_mimoDAQ
-from mimocorb.daq.setup_file import SetupError, load_setup
+from mimocorb.daq.setup_file import SetupFileError, load_setup
+from mimocorb.exporters.parquet import rb_toParquetfile
+from mimocorb.exporters.text import rb_toTxtfile
+from mimocorb.exporters.waveforms import rb_toWaveformfile
 
 __all__ = [
     "rbImport",
@@ -32,7 +34,7 @@ __all__ = [
     "rb_toWaveformfile",
     "run_mimoDAQ",
     "RunControl",
-    "SetupError",
+    "SetupFileError",
     "ResultMismatchError",
     "load_setup",
 ]

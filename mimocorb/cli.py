@@ -118,7 +118,7 @@ def run_options_problem(args: argparse.Namespace, prog: str) -> Optional[str]:
 @_run_arguments.runner
 def _run(args: argparse.Namespace) -> int:
     from mimocorb.daq.run_control import RunControl
-    from mimocorb.daq.setup_file import SetupError
+    from mimocorb.daq.setup_file import SetupFileError
 
     if args.setup is None:  # the default main job: the muon demo
         from mimocorb.muon.cli import run_demo
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
             status_interval=args.status_interval,
             shutdown_timeout=args.shutdown_timeout,
         )
-    except SetupError as exc:
+    except SetupFileError as exc:
         print(
             f"mimocorb run: invalid setup ({len(exc.errors)} problem{'s' if len(exc.errors) > 1 else ''}):",
             file=sys.stderr,
@@ -185,6 +185,28 @@ def _cleanup(args: argparse.Namespace) -> int:
         f"{verb} {len(removed)} segment{'s' if len(removed) != 1 else ''} ({total / 2**20:.1f} MiB), kept {len(kept)}"
     )
     return EXIT_OK
+
+
+# --------------------------------------------------------------------- keys
+# The command's body is mimocorb.net.keys (add_arguments, run); it needs the net extra (pyzmq).
+@command("keys", help="make a CURVE key pair for links between hosts (mimocorb.net)")
+def _keys_arguments(p: argparse.ArgumentParser) -> None:
+    try:
+        from mimocorb.net import keys
+    except ModuleNotFoundError:  # without pyzmq: the command says so when it is run
+        p.add_argument("args", nargs=argparse.REMAINDER)
+        return
+    keys.add_arguments(p)
+
+
+@_keys_arguments.runner
+def _keys(args: argparse.Namespace) -> int:
+    try:
+        from mimocorb.net import keys
+    except ModuleNotFoundError as exc:
+        print(f"mimocorb keys: needs pyzmq ({exc}): pip install 'mimocorb[net]'", file=sys.stderr)
+        return EXIT_USAGE
+    return keys.run(args)
 
 
 # --------------------------------------------------------------------- main

@@ -1,7 +1,9 @@
 """mimoCoRB 1.x module ``histogram_buffer``: live histograms of fields of a buffer.
 
-The work is done in :mod:`mimocorb.gui.histograms` (config format described there).
-Use it from a setup file with a small worker module::
+The work is done in :mod:`mimocorb.gui.histograms` (config format described there); this
+1.x facade gives the displays the muon lifetime fit, as 1.x did: ``fit: lifetime``, and by
+default for a ``decay_time`` field (:data:`FITS`, :data:`DEFAULT_FITS`). Use it from a
+setup file with a small worker module::
 
     from mimocorb.histogram_buffer import histogram_buffer
 
@@ -13,9 +15,22 @@ and ``RB_assign: {RB_2: read}`` (every event) or ``{RB_2: observe}`` (a sample).
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
-from mimocorb.gui.histograms import HistogramDisplay, HistogramSpec, parse_histograms, run_histograms
+from mimocorb.gui import histograms as _histograms
+from mimocorb.gui.feeds import display_input
+from mimocorb.gui.histograms import HistogramDisplay, HistogramSpec, run_histograms
+from mimocorb.muon.lifetime import fit_lifetime_in_range
+
+#: The fits the 1.x histograms know, by name.
+FITS = {"lifetime": fit_lifetime_in_range}
+#: Field -> fit for histograms that name none: 1.x fits every ``decay_time`` histogram.
+DEFAULT_FITS = {"decay_time": "lifetime"}
+
+
+def parse_histograms(config_dict: Optional[dict], fields: Sequence[str], buffer: str = "") -> list[HistogramSpec]:
+    """:func:`mimocorb.gui.histograms.parse_histograms` with the 1.x fits (:data:`FITS`, :data:`DEFAULT_FITS`)."""
+    return _histograms.parse_histograms(config_dict, fields, buffer, FITS, DEFAULT_FITS)
 
 
 class histogram_buffer:
@@ -47,17 +62,14 @@ class histogram_buffer:
         config_dict: Optional[dict] = None,
         **rb_info: str,
     ):
-        if not source_list and not observe_list:
-            raise ValueError(
-                "histogram_buffer: needs a buffer to read (or observe); give the function 'RB_x: read' in RB_assign"
-            )
+        display_input("histogram_buffer", source_list, observe_list, rb_info)  # a missing buffer fails here
         self.source_list = source_list
         self.observe_list = observe_list
         self.config_dict = config_dict if config_dict is not None else {}
         self.rb_info = rb_info
 
     def __call__(self) -> int:
-        return run_histograms(self.source_list, self.observe_list, self.config_dict, self.rb_info)
+        return run_histograms(self.source_list, self.observe_list, self.config_dict, self.rb_info, FITS, DEFAULT_FITS)
 
 
-__all__ = ["histogram_buffer", "HistogramDisplay", "HistogramSpec", "parse_histograms"]
+__all__ = ["histogram_buffer", "HistogramDisplay", "HistogramSpec", "parse_histograms", "FITS", "DEFAULT_FITS"]

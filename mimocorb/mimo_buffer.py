@@ -4,39 +4,40 @@
 and ``Observer`` attach to it from any process (fork or spawn) with such a dict.
 
 The slot bookkeeping lives in the compiled core (:mod:`mimocorb._ringbuf`);
-this module adds what is about NumPy: dtypes, one view per slot made once and
-reused, metadata arrays, statistics, setup dicts and the owner's lifecycle
-(unlink on close, at exit and on SIGTERM).
+this module adds what is about NumPy and the 1.x interface: one view per slot made
+once and reused, metadata arrays, setup dicts, run control of a buffer (pause,
+event limit, shutdown) and its close. The segment around it -- names, the owner's
+unlink at exit and on SIGTERM, attaching from a setup dict, leftovers of dead
+owners -- is :mod:`mimocorb.segments` (``SEGMENT_PREFIX``, ``list_segments``,
+``cleanup_segments`` and ``SetupError`` are re-exported here, their 1.x-era home);
+the statistics are read in :mod:`mimocorb.buffer_stats`.
 """
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import logging
 import os
 import secrets
-import signal
 import threading
 import time
-import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
 from . import _ringbuf
-from ._ringbuf import (
-    GROUP_ACTIVE,
-    GROUP_ORPHANED,
-    GROUP_STARTING,
-    GROUP_STATE_NAMES,
-    ROLE_READER,
-    ROLE_WRITER,
-    STATE_CLOSED,
-    STATE_SHUTDOWN,
-    STATE_STOPPING,
-    OwnerGone,
-    RingError,
+from ._ringbuf import STATE_CLOSED, STATE_SHUTDOWN, STATE_STOPPING, OwnerGone, RingError
+from .buffer_stats import buffer_stats, filled, pending_summary
+from .segments import (
+    SEGMENT_PREFIX,
+    SetupError,
+    attach,
+    cleanup_segments,
+    dtype_hash,
+    forget_owner,
+    list_segments,
+    new_segment_name,
+    register_owner,
+    slot_dtype,
 )
 
 __all__ = [
@@ -55,49 +56,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Metadata of every slot, as 1.x defines it.
+#: Metadata of every slot, as 1.x defines it (``counter`` a C long long: int64). The one
+#: definition: exporters, displays and the setup check use this one.
 METADATA_DTYPE = np.dtype([("counter", np.longlong), ("timestamp", np.float64), ("deadtime", np.float64)])
 
-#: Every segment name starts with this, then the owner pid: ``mimocorb-<pid>-<n>-<token>``.
-SEGMENT_PREFIX = "mimocorb-"
-
-
-_GATING = (GROUP_ACTIVE, GROUP_STARTING)  # group states that hold back the writers
 _WAIT_MODES = ("sleep", "spin")
 _DEFAULT_SPIN_S = 10e-6  # a short spin before sleeping: covers the usual few hundred ns gap
-
-
-class SetupError(ValueError):
-    """A setup dict is not for this role, or does not match its buffer."""
-
-
-# ---------------------------------------------------------------------------
-# dtypes
-# ---------------------------------------------------------------------------
-
-
-def _as_dtype(dtype: Any) -> np.dtype:
-    """The NumPy dtype of a slot element, with clear errors for what cannot be stored."""
-    try:
-        dt = np.dtype(dtype)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"dtype must be a NumPy type such as np.int32 or 'float32', or a list of (name, type) pairs; "
-            f"got {dtype!r} ({exc})"
-        ) from None
-    if dt.hasobject:
-        raise ValueError(f"dtype {dtype!r} holds Python objects, which cannot live in shared memory")
-    if dt.itemsize == 0:
-        raise ValueError(f"dtype {dtype!r} has size 0 bytes")
-    return dt
-
-
-def _dtype_hash(dt: np.dtype) -> int:
-    """A stable 63-bit FNV-1a hash of the dtype description, stored in the segment."""
-    h = 0xCBF29CE484222325
-    for b in str(dt.descr).encode():
-        h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
-    return h >> 1
 
 
 def _check_count(name: str, value: Any) -> int:
@@ -106,97 +70,6 @@ def _check_count(name: str, value: Any) -> int:
     if value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value}")
     return int(value)
-
-
-# ---------------------------------------------------------------------------
-# owner lifecycle: unlink at exit and on SIGTERM
-# ---------------------------------------------------------------------------
-
-_owned: weakref.WeakValueDictionary[str, NewBuffer] = weakref.WeakValueDictionary()
-_owned_lock = threading.Lock()
-_name_counter = itertools.count()
-_sigterm_installed = False
-
-
-def _close_owned() -> None:
-    with _owned_lock:
-        buffers = list(_owned.values())
-    for buf in buffers:
-        try:
-            buf.close()
-        except Exception:  # pragma: no cover - best effort at exit
-            logger.exception("closing ring buffer %s at exit failed", buf.name)
-
-
-atexit.register(_close_owned)
-
-
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised in subprocess tests
-    owners = {b._owner_pid for b in list(_owned.values())}
-    if os.getpid() in owners:
-        _close_owned()
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _install_sigterm_handler() -> None:
-    """Unlink owned buffers on SIGTERM, when nobody else handles SIGTERM."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-            signal.signal(signal.SIGTERM, _on_sigterm)
-        _sigterm_installed = True
-    except ValueError:  # pragma: no cover - not in the main interpreter
-        pass
-
-
-# ---------------------------------------------------------------------------
-# attaching from a setup dict
-# ---------------------------------------------------------------------------
-
-_segments: weakref.WeakValueDictionary[tuple, _ringbuf.Segment] = weakref.WeakValueDictionary()
-
-_REQUIRED_KEYS = ("number_of_slots", "values_per_slot", "dtype", "shm_name", "token", "dtype_hash", "role")
-
-
-def _attach(setup_dict: dict, role: str) -> tuple[_ringbuf.Segment, np.dtype]:
-    """Map the segment of a setup dict after checking role and geometry."""
-    if not isinstance(setup_dict, dict):
-        raise SetupError(f"expected a setup dict from NewBuffer.new_{role}(), got {type(setup_dict).__name__}")
-    missing = [k for k in _REQUIRED_KEYS if k not in setup_dict]
-    if missing:
-        raise SetupError(f"setup dict lacks {', '.join(missing)}: it was not made by mimocorb's NewBuffer")
-    given = setup_dict["role"]
-    if given != role:
-        maker = {"writer": "new_writer()", "reader": "new_reader_group()", "observer": "new_observer()"}
-        raise SetupError(
-            f"this setup dict is for a {given}, not a {role}: make it with NewBuffer.{maker.get(role, role)}"
-        )
-    dt = _as_dtype(setup_dict["dtype"])
-    key = (setup_dict["shm_name"], setup_dict["token"])
-    seg = _segments.get(key)
-    if seg is None or not seg.mapped:
-        try:
-            seg = _ringbuf.Segment.attach(setup_dict["shm_name"])
-        except RingError as exc:
-            raise SetupError(f"cannot attach to ring buffer: {exc}") from None
-        _segments[key] = seg
-    problems = []
-    if seg.token != setup_dict["token"]:
-        problems.append("it belongs to another (closed) buffer of the same name")
-    if seg.nslots != setup_dict["number_of_slots"]:
-        problems.append(f"number_of_slots {setup_dict['number_of_slots']} != {seg.nslots} in the buffer")
-    if seg.values_per_slot != setup_dict["values_per_slot"]:
-        problems.append(f"values_per_slot {setup_dict['values_per_slot']} != {seg.values_per_slot} in the buffer")
-    if seg.payload_bytes != dt.itemsize * setup_dict["values_per_slot"] or seg.dtype_hash != _dtype_hash(dt):
-        problems.append(f"dtype {setup_dict['dtype']!r} differs from the buffer's")
-    if problems:
-        raise SetupError(f"setup dict does not match ring buffer {setup_dict['shm_name']!r}: " + "; ".join(problems))
-    if seg.state >= STATE_CLOSED:
-        raise SetupError(f"ring buffer {setup_dict['shm_name']!r} is closed")
-    return seg, dt
 
 
 def _slot_views(seg: _ringbuf.Segment, dt: np.dtype, values: int, writable: bool) -> tuple[list, np.ndarray]:
@@ -262,7 +135,7 @@ class NewBuffer:
     ):
         self.number_of_slots = _check_count("number_of_slots", number_of_slots)
         self.values_per_slot = _check_count("values_per_slot", values_per_slot)
-        self._np_dtype = _as_dtype(dtype)
+        self._np_dtype = slot_dtype(dtype)
         if wait not in _WAIT_MODES:
             raise ValueError(f"wait must be one of {_WAIT_MODES}, got {wait!r}")
         self.dtype = dtype
@@ -271,8 +144,8 @@ class NewBuffer:
         self._wait = wait
         self._owner_pid = os.getpid()
         self._token = secrets.randbits(63)
-        self._dtype_hash = _dtype_hash(self._np_dtype)
-        self.shm_name = f"/{SEGMENT_PREFIX}{self._owner_pid}-{next(_name_counter)}-{self._token & 0xFFFFFFFF:08x}"
+        self._dtype_hash = dtype_hash(self._np_dtype)
+        self.shm_name = new_segment_name(self._owner_pid, self._token)
         self.name = self.shm_name.lstrip("/") if name is None else name
         payload = self.values_per_slot * self._np_dtype.itemsize
         self._seg = _ringbuf.Segment.create(
@@ -292,9 +165,7 @@ class NewBuffer:
         self._t_last = time.time()
         self._n_last = 0
         self._dt_last = 0.0
-        with _owned_lock:
-            _owned[self.shm_name] = self
-        _install_sigterm_handler()
+        register_owner(self.shm_name, self)
         if debug:
             logger.debug("created ring buffer %s: %d slots x %d bytes", self.shm_name, self.number_of_slots, payload)
 
@@ -424,7 +295,7 @@ class NewBuffer:
                     "ring buffer %s: shutdown after %.1f s with events not consumed: %s",
                     self.name,
                     time.monotonic() - t0,
-                    self._pending_summary(),
+                    pending_summary(self._seg.snapshot()),
                 )
             self._seg.set_state(STATE_SHUTDOWN)
             return drained
@@ -448,19 +319,6 @@ class NewBuffer:
                 del self._users[me]
             self._lifecycle.notify_all()
 
-    def _pending_summary(self) -> str:
-        snap = self._seg.snapshot()
-        w = snap["write_claim"]
-        parts = [
-            f"group {i}: {w - g['release']} left"
-            for i, g in enumerate(snap["groups"])
-            if g["state"] in _GATING and g["members_attached"] and g["release"] < w
-        ]
-        writers = [p["pid"] for p in snap["procs"] if p["role"] == ROLE_WRITER and p["held_n"]]
-        if writers:
-            parts.append(f"writers holding unpublished slots: pids {writers}")
-        return ", ".join(parts) or "none"
-
     def close(self) -> None:
         """Release and unlink the shared memory (the owner only); attached
         processes blocked on the buffer get SystemExit. Safe while another
@@ -483,8 +341,7 @@ class NewBuffer:
         finally:
             self._seg.unlink()
             self._seg.close()
-            with _owned_lock:
-                _owned.pop(self.shm_name, None)
+            forget_owner(self.shm_name)
         if self.debug:
             logger.debug("closed ring buffer %s", self.shm_name)
 
@@ -508,24 +365,23 @@ class NewBuffer:
         )
 
     # -- statistics ---------------------------------------------------------
-    def _filled(self, snap: dict) -> int:
-        w = snap["write_claim"]
-        active = [g["release"] for g in snap["groups"] if g["state"] in _GATING]
-        if not active:
-            return 0
-        return max(0, min(self.number_of_slots, w - min(active)))
+    def _snapshot(self) -> Optional[dict]:
+        """The core's counters after a reap (what dead processes held is counted); None once closed."""
+        if not self._enter():
+            return None
+        try:
+            self._seg.reap()
+            return self._seg.snapshot()
+        finally:
+            self._leave()
 
     def buffer_status(self) -> tuple[int, int, float, float]:
         """(cumulative_event_count, n_filled, rate, av_deadtime) as in 1.x: events
         published so far, slots filled and not yet released, events/s and mean
         dead time of the events since the previous call."""
-        if not self._enter():
+        snap = self._snapshot()
+        if snap is None:
             return self._n_last, 0, 0.0, 0.0
-        try:
-            self._seg.reap()
-            snap = self._seg.snapshot()
-        finally:
-            self._leave()
         now = time.time()
         n = snap["published"]
         dn = n - self._n_last
@@ -533,7 +389,7 @@ class NewBuffer:
         rate = dn / max(now - self._t_last, 1e-9)
         av_dead = (dt_sum - self._dt_last) / dn if dn > 0 else 0.0
         self._t_last, self._n_last, self._dt_last = now, n, dt_sum
-        return n, self._filled(snap), rate, av_dead
+        return n, filled(snap, self.number_of_slots), rate, av_dead
 
     def stats(self) -> dict:
         """Counters of the buffer: published, filled, lost (by group and cause),
@@ -545,85 +401,13 @@ class NewBuffer:
         Events a group can no longer get count as lost ``orphaned``: what is published
         while it has no live member after its last member died or the owner retired it,
         and, once the buffer is shut down, what is left in a group without a live member.
+        The fields are described in :mod:`mimocorb.buffer_stats`.
         """
-        if not self._enter():
+        snap = self._snapshot()
+        if snap is None:
             return {"name": self.name, "state": "closed"}
-        try:
-            self._seg.reap()
-            snap = self._seg.snapshot()
-        finally:
-            self._leave()
-        w = snap["write_claim"]
-        over = snap["state"] >= STATE_SHUTDOWN  # nothing left in the ring is delivered any more
-        groups = []
-        lost_total = 0
-        for i, g in enumerate(snap["groups"]):
-            left = max(0, w - g["release"])
-            nobody = g["state"] == GROUP_ORPHANED or (over and g["members_attached"] == 0)
-            pending_orphan = left if nobody else 0
-            lost = {
-                "dead_reader": g["lost_dead_reader"],
-                "orphaned": g["lost_orphaned"] + pending_orphan,
-                "abandoned_by_writer": g["lost_abandoned"],
-            }
-            n_lost = sum(lost.values())
-            lost_total += n_lost
-            released = g["release"] - g["first_start"]
-            groups.append(
-                {
-                    "group": i,
-                    "state": GROUP_STATE_NAMES.get(g["state"], "unused"),
-                    "released": released,
-                    # every sequence the group passed since it was added: consumed by a
-                    # member, counted lost, or a claim given back unfilled (skipped, not lost)
-                    "consumed": released
-                    - g["lost_dead_reader"]
-                    - g["lost_orphaned"]
-                    - g["lost_abandoned"]
-                    - g["skipped_void"],
-                    "consumed_by_attached": sum(
-                        p["count"] for p in snap["procs"] if p["role"] == ROLE_READER and p["group"] == i
-                    ),
-                    "pending": 0 if nobody else left,
-                    "voided": g["skipped_void"],  # claims given back unfilled that it passed
-                    "members_alive": g["members_attached"],
-                    "members_ever": g["members_ever"],
-                    "lost": lost,
-                    "lost_total": n_lost,
-                }
-            )
-        procs = [
-            {
-                "pid": p["pid"],
-                "role": "writer" if p["role"] == ROLE_WRITER else "reader",
-                "group": p["group"] if p["role"] == ROLE_READER else None,
-                "holds": p["held_n"],
-            }
-            for p in snap["procs"]
-            if p["role"] in (ROLE_WRITER, ROLE_READER)
-        ]
-        elapsed = max(time.time() - self._t_last, 1e-9)
-        return {
-            "name": self.name,
-            "state": _ringbuf.STATE_NAMES.get(snap["state"], "?"),
-            "paused": snap["paused"],
-            "published": snap["published"],
-            "claimed": w,
-            "abandoned_by_writers": snap["abandoned"],
-            # claims given back unfilled by writers stopped while waiting (not events, never lost)
-            "voided": snap["void"],
-            "filled": self._filled(snap),
-            "slots": self.number_of_slots,
-            "lost": lost_total,
-            "rate": (snap["published"] - self._n_last) / elapsed,
-            "deadtime_sum": snap["deadtime_sum"],
-            "deadtime": snap["deadtime_sum"] / snap["published"] if snap["published"] else 0.0,
-            "groups": groups,
-            "processes": procs,
-            "writers_alive": sum(1 for p in procs if p["role"] == "writer"),
-            "readers_alive": sum(1 for p in procs if p["role"] == "reader"),
-            "reaped": {"readers": snap["reaped_readers"], "writers": snap["reaped_writers"]},
-        }
+        rate = (snap["published"] - self._n_last) / max(time.time() - self._t_last, 1e-9)
+        return buffer_stats(snap, self.name, self.number_of_slots, rate)
 
 
 # ---------------------------------------------------------------------------
@@ -631,7 +415,39 @@ class NewBuffer:
 # ---------------------------------------------------------------------------
 
 
-class Writer(_ringbuf.WriterCore):
+class _Endpoint:
+    """The 1.x attributes every endpoint keeps of its setup dict."""
+
+    number_of_slots: int
+    values_per_slot: int
+    dtype: Any
+    name: Optional[str]
+
+    def _keep_layout(self, setup_dict: dict) -> None:
+        self.number_of_slots = setup_dict["number_of_slots"]
+        self.values_per_slot = setup_dict["values_per_slot"]
+        self.dtype = setup_dict["dtype"]  # as given (a list of pairs for a structured buffer)
+        self.name = setup_dict.get("name")
+
+
+class _SlotEndpoint(_Endpoint):
+    """A writer or reader: it maps the slots of its segment as NumPy views, once."""
+
+    def _map_slots(self, setup_dict: dict, role: str, wait: Optional[str]) -> tuple:
+        """``(segment, views, base2d, spin_s, spin_forever)`` for the core's ``_attach_core``."""
+        seg, dt = attach(setup_dict, role)
+        self._keep_layout(setup_dict)
+        views, base2d = _slot_views(seg, dt, self.values_per_slot, writable=role == "writer")
+        return (seg, views, base2d, *_wait_params(setup_dict, wait))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Writer(_SlotEndpoint, _ringbuf.WriterCore):
     """Write events into a ring buffer (the multiple-in side).
 
     ``get_new_buffer()`` returns the writable view of a free slot (publishing
@@ -641,48 +457,47 @@ class Writer(_ringbuf.WriterCore):
     """
 
     def __init__(self, setup_dict: dict, *, wait: Optional[str] = None):
-        seg, dt = _attach(setup_dict, "writer")
-        spin_s, spin_forever = _wait_params(setup_dict, wait)
-        views, base2d = _slot_views(seg, dt, setup_dict["values_per_slot"], writable=True)
+        seg, views, base2d, spin_s, spin_forever = self._map_slots(setup_dict, "writer", wait)
         self._attach_core(seg, views, base2d, spin_s, spin_forever)
-        self.number_of_slots = setup_dict["number_of_slots"]
-        self.values_per_slot = setup_dict["values_per_slot"]
-        self.dtype = setup_dict["dtype"]
-        self.name = setup_dict.get("name")
-
-    def __enter__(self) -> Writer:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
 
-class Reader(_ringbuf.ReaderCore):
+class Reader(_SlotEndpoint, _ringbuf.ReaderCore):
     """Read every event of a reader group (the multiple-out side).
 
     ``get()`` returns a read-only view of the group's next event, releasing
     the previous one; the processes sharing one group's setup dict split its
-    events. ``get_many(k)`` takes up to k events as one 2-D view.
+    events. ``get_many(k)`` takes up to k events as one 2-D view; :meth:`events`
+    iterates over the group's events until the end of the run.
     """
 
     def __init__(self, setup_dict: dict, *, wait: Optional[str] = None):
-        seg, dt = _attach(setup_dict, "reader")
-        spin_s, spin_forever = _wait_params(setup_dict, wait)
-        views, base2d = _slot_views(seg, dt, setup_dict["values_per_slot"], writable=False)
+        seg, views, base2d, spin_s, spin_forever = self._map_slots(setup_dict, "reader", wait)
         self._attach_core(seg, views, base2d, setup_dict["group"], spin_s, spin_forever)
-        self.number_of_slots = setup_dict["number_of_slots"]
-        self.values_per_slot = setup_dict["values_per_slot"]
-        self.dtype = setup_dict["dtype"]
-        self.name = setup_dict.get("name")
 
-    def __enter__(self) -> Reader:
-        return self
+    def events(self, idle: Optional[float] = None) -> Iterator[Optional[tuple[np.ndarray, tuple]]]:
+        """Every event of this process's share of the group, until the end of the run.
 
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        Yields ``(data, metadata)``: the read-only view of the slot (valid until the next
+        event is taken; taking it hands this one back, consumed) and ``(counter, timestamp,
+        deadtime)``. With ``idle`` (seconds), ``None`` is yielded after every ``idle``
+        seconds without an event, for periodic work such as flushing a file. Ends quietly
+        at the end of the run (the ``SystemExit`` of :meth:`get` is not raised), with
+        nothing held.
+        """
+        while True:
+            try:
+                data = self.get() if idle is None else self.get_timeout(idle)
+            except SystemExit:  # the end of the run, or a request to finish while waiting (nothing held)
+                return
+            if data is None:
+                if idle is None:
+                    return
+                yield None
+                continue
+            yield data, self.get_metadata()
 
 
-class Observer:
+class Observer(_Endpoint):
     """Private copies of the newest events, for displays.
 
     Observers take no part in the gating: they never slow down or pause
@@ -691,14 +506,11 @@ class Observer:
     """
 
     def __init__(self, setup_dict: dict):
-        seg, dt = _attach(setup_dict, "observer")
+        seg, dt = attach(setup_dict, "observer")
         self._seg = seg
         self._core = _ringbuf.ObserverCore(seg)
         self._dt = dt
-        self.number_of_slots = setup_dict["number_of_slots"]
-        self.values_per_slot = setup_dict["values_per_slot"]
-        self.dtype = setup_dict["dtype"]
-        self.name = setup_dict.get("name")
+        self._keep_layout(setup_dict)
         self.interval = float(setup_dict.get("interval", 0.05))
         self._last = 0  # sequence + 1 of the last event returned
         self._t_last = 0.0
@@ -752,44 +564,3 @@ class _ClosedObserverCore:
 
     def owner_alive(self) -> bool:
         return False
-
-
-# ---------------------------------------------------------------------------
-# leftovers of dead owners
-# ---------------------------------------------------------------------------
-
-
-def list_segments(shm_dir: str = "/dev/shm") -> list[dict]:
-    """Every mimocorb segment in ``shm_dir``: name, owner pid, size, whether the owner lives."""
-    out = []
-    try:
-        names = sorted(os.listdir(shm_dir))
-    except OSError:
-        return out
-    for fname in names:
-        if not fname.startswith(SEGMENT_PREFIX):
-            continue
-        try:
-            pid = int(fname[len(SEGMENT_PREFIX) :].split("-", 1)[0])
-        except ValueError:
-            pid = -1
-        try:
-            size = os.stat(os.path.join(shm_dir, fname)).st_size
-        except OSError:
-            continue
-        out.append({"name": fname, "pid": pid, "bytes": size, "owner_alive": pid > 0 and _ringbuf.pid_alive(pid)})
-    return out
-
-
-def cleanup_segments(dry_run: bool = False, shm_dir: str = "/dev/shm") -> list[dict]:
-    """Remove the segments whose owner process is gone (never those of live
-    owners). Returns the segments removed (or, with ``dry_run``, that would be)."""
-    removed = []
-    for seg in list_segments(shm_dir):
-        if seg["owner_alive"]:
-            continue
-        if not dry_run:
-            if not _ringbuf.shm_unlink_name("/" + seg["name"]):
-                continue
-        removed.append(seg)
-    return removed

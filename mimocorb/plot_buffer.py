@@ -1,7 +1,8 @@
 """mimoCoRB 1.x module ``plot_buffer``: a live oscilloscope view of observed waveforms.
 
-The work is done in :mod:`mimocorb.gui.oscilloscope`. Use it from a setup file with a
-small worker module::
+The work is done in :mod:`mimocorb.gui.oscilloscope` (a setup file can also name the packaged
+display ``oscilloscope`` of :mod:`mimocorb.gui.displays` directly). Use it from a setup file
+with a small worker module::
 
     from mimocorb.plot_buffer import plot_buffer
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from mimocorb.gui.feeds import display_input
 from mimocorb.gui.oscilloscope import Oscilloscope, ScopeConfig, run_oscilloscope
 
 
@@ -46,11 +48,7 @@ class plot_buffer:
         config_dict: Optional[dict] = None,
         **rb_info: str,
     ):
-        if not observe_list:
-            raise ValueError(
-                "plot_buffer: needs a buffer to observe (observe_list is empty); "
-                "give the function 'RB_x: observe' in RB_assign"
-            )
+        display_input("plot_buffer", None, observe_list, rb_info, reads=False)  # a missing buffer fails here
         self.observe_list = observe_list
         self.config_dict = config_dict if config_dict is not None else {}
         self.rb_info = rb_info

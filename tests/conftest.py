@@ -3,11 +3,12 @@ process running."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 import signal
 
 import pytest
+
+from benchmarks.procs import ProcessGroup  # the one bounded-process helper (pyproject: pythonpath)
 
 SHM = "/dev/shm"
 
@@ -39,34 +40,21 @@ def no_shm_leftovers():
     assert not left, f"segments left in {SHM}: {sorted(left)}"
 
 
-class Procs:
+class Procs(ProcessGroup):
     """Start processes, join them with a bound, kill whatever is left."""
 
-    def __init__(self, method: str = "fork"):
-        self.ctx = mp.get_context(method)
-        self.procs: list = []
-
     def start(self, target, *args, **kwargs):
-        p = self.ctx.Process(target=target, args=args, kwargs=kwargs, daemon=True)
+        p = self.make(target, args, kwargs)
         p.start()
-        self.procs.append(p)
         return p
 
     def join(self, timeout: float = 30.0) -> list[int]:
-        import time
-
-        deadline = time.monotonic() + timeout
-        for p in self.procs:
-            p.join(max(0.0, deadline - time.monotonic()))
-        hung = [p for p in self.procs if p.is_alive()]
+        hung = self.wait(timeout)
         assert not hung, f"processes still running after {timeout} s: {[p.pid for p in hung]}"
         return [p.exitcode for p in self.procs]
 
     def kill_all(self) -> None:
-        for p in self.procs:
-            if p.is_alive():
-                p.kill()
-            p.join(5)
+        self.kill()
 
 
 @pytest.fixture

@@ -195,6 +195,8 @@ def parse_status(line: str) -> dict[str, dict]:
     for part in line.split(" | ")[1:-1]:
         name, rest = part.split(": ", 1)
         words = rest.split()
+        if words[1:2] != ["ev"]:
+            continue  # links to other hosts (sent ..., received ...)
         out[name] = {"events": int(words[0]), "lost": int(words[words.index("lost") + 1]) if "lost" in words else 0}
     return out
 

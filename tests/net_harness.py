@@ -25,9 +25,9 @@ def source(wd: dict, n: int, tag: int = 0, rate: float = 0.0, start: int = 0) ->
     t0 = time.monotonic()
     for i in range(start, start + n):
         if rate:
-            due = t0 + (i - start) / rate
-            if due > time.monotonic():
-                time.sleep(max(0.0, due - time.monotonic()))  # the clock moved on since the test above
+            wait = t0 + (i - start) / rate - time.monotonic()  # read the clock once: never negative
+            if wait > 0:
+                time.sleep(wait)
         b = w.get_new_buffer()
         b[0], b[1] = i, tag
         w.set_metadata(i * 3 + tag, 1000.0 + i, 0.5 * (i % 7))

@@ -16,7 +16,9 @@ from mimocorb.buffer_control import (
     rbPut,
     rbTransfer,
 )
-from mimocorb.daq.exporters import NpyWaveformWriter, ParquetTableWriter, TextTableWriter
+from mimocorb.exporters.parquet import ParquetTableWriter
+from mimocorb.exporters.text import TextTableWriter
+from mimocorb.exporters.waveforms import NpyWaveformWriter
 from mimocorb.mimo_buffer import NewBuffer, Writer
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,8 @@ import yaml
 from daq_helpers import copy_setup, read_table, run_cli, run_folder, summary, wait_until
 
 from mimocorb.buffer_control import rb_toParquetfile, rb_toTxtfile, rb_toWaveformfile
-from mimocorb.daq.exporters import TextTableWriter
+from mimocorb.exporters.text import TextTableWriter
+from mimocorb.exporters.waveforms import NpyWaveformWriter
 from mimocorb.mimo_buffer import NewBuffer, Writer
 
 pytestmark = pytest.mark.timeout(120)
@@ -65,6 +66,44 @@ def test_two_processes_of_each_exporter_write_two_complete_files(tmp_path):
     assert all(float(r["total"]) == 0.5 * int(r["index"]) and int(r["counter"]) == int(r["index"]) + 1 for r in text)
 
 
+def test_packaged_exporters_need_no_module_of_the_setup(tmp_path):
+    """``file_name: mimocorb.exporters``: every packaged sink, and ``max_events`` of the waveform file."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from mimocorb import exporters
+
+    folder = copy_setup("chain", tmp_path)
+    packaged = {"file_name": "mimocorb.exporters", "RB_assign": {"RB_1": "read"}}
+    d = {
+        "RingBuffer": [{"RB_1": {"number_of_slots": 16, "channel_per_slot": 1, "data_type": RECORD}}],
+        "Functions": [
+            {"Fkt_main": {"config_file": "config/common.yaml"}},
+            {"Fkt_1": {"file_name": "modules/records", "fkt_name": "records_source", "RB_assign": {"RB_1": "write"}}},
+            *({f"Fkt_{2 + i}": {**packaged, "fkt_name": name}} for i, name in enumerate(exporters.__all__)),
+        ],
+    }
+    cfg = {
+        "records_source": {"events": 500},
+        "save_to_txt": {"filename": "rows", "sep": ","},
+        "save_parquet": {"filename": "rows"},
+        "save_waveforms": {"filename": "rows", "max_events": 20},
+    }
+    (folder / "config" / "common.yaml").write_text(yaml.safe_dump(cfg))
+    (folder / "packaged_setup.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
+    out = tmp_path / "out"
+    res = run_cli(["run", folder / "packaged_setup.yaml", "--headless", "--output", out, "-q"], timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    folder = run_folder(out)
+    s = summary(folder)
+    groups = {g["function"]: g for g in s["buffers"]["RB_1"]["groups"]}
+    assert {f: g["consumed"] for f, g in groups.items()} == {name: 500 for name in exporters.__all__}
+    assert [int(r["counter"]) for r in read_table(folder / "rows.csv", ",")] == list(range(1, 501))
+    assert list(pd.read_parquet(folder / "rows.parquet")["counter"]) == list(range(1, 501))
+    assert list(np.load(folder / "rows.npy")["counter"]) == list(range(1, 21))  # the first 20, the rest dropped
+    files = {f["path"].rsplit("/", 1)[1]: f["events"] for f in s["files"]}
+    assert files == {"rows.csv": 500, "rows.parquet": 500, "rows.npy": 20}
+
+
 @pytest.fixture
 def buffer():
     made = []
@@ -106,6 +145,27 @@ def test_exporter_flushes_while_no_event_comes(buffer, tmp_path, exporter):
         src.shutdown(timeout=1)
         job.join(10)
     assert not job.is_alive()
+
+
+def test_waveform_file_is_a_valid_npy_from_its_creation(tmp_path):
+    """A reader (or a kill) before the first flush finds a valid file of 0 records, never an empty one."""
+    dt = [("a", "f4")]
+    with NpyWaveformWriter(tmp_path / "w.npy", dt, 3, flush_interval=60.0) as out:
+        assert np.load(tmp_path / "w.npy").shape == (0,)
+        out.append((1, 2.0, 0.0), np.zeros(3, dtype=dt))
+        assert np.load(tmp_path / "w.npy").shape == (0,)  # the record is not flushed yet: still valid
+    assert np.load(tmp_path / "w.npy").shape == (1,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.npy"]  # nothing left aside
+
+
+def test_waveform_file_with_field_names_beyond_latin1(tmp_path):
+    """Field names numpy writes only in format 3.0 (UTF-8): the file is made and reads back."""
+    dt = [("\u03c8", "f4"), ("a", "i4")]
+    with NpyWaveformWriter(tmp_path / "psi.npy", dt, 2) as out:
+        out.append((7, 1.5, 0.25), np.array([(1.0, 2), (3.0, 4)], dtype=dt))
+    rec = np.load(tmp_path / "psi.npy")
+    assert rec.shape == (1,) and int(rec["counter"][0]) == 7
+    assert rec["data"]["\u03c8"][0].tolist() == [1.0, 3.0] and rec["data"]["a"][0].tolist() == [2, 4]
 
 
 def test_no_file_is_written_by_two_writers(tmp_path):

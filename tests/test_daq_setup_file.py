@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import yaml
-from daq_helpers import copy_setup, run_cli
+from daq_helpers import copy_setup, run_cli, run_folder, summary
 
-from mimocorb.daq.setup_file import SetupError, load_setup, run_name
+from mimocorb.daq.setup_file import SetupFileError, load_setup, run_name
 
 
 @pytest.fixture
@@ -130,7 +132,7 @@ def test_bad_setup_matrix(chain, path, value, message):
     d = base(chain)
     _set(path)(d, value)
     setup = write_setup(chain, d)
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
 
@@ -138,7 +140,7 @@ def test_bad_setup_matrix(chain, path, value, message):
 def test_missing_function_lists_what_is_there(chain):
     d = base(chain)
     d["Functions"][2]["Fkt_2"]["fkt_name"] = "selekt"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     msg = str(info.value)
     assert "has no function 'selekt'" in msg and "select" in msg and "filter.py" in msg
@@ -148,7 +150,7 @@ def test_module_that_fails_to_import(chain):
     (chain / "modules" / "broken.py").write_text("def f(:\n")
     d = base(chain)
     d["Functions"][2]["Fkt_2"]["file_name"] = "modules/broken"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     assert "Functions[2].Fkt_2.file_name: importing" in str(info.value) and "SyntaxError" in str(info.value)
 
@@ -157,15 +159,15 @@ def test_all_errors_reported_together(chain):
     d = base(chain)
     d["RingBuffer"][0]["RB_1"]["number_of_slots"] = 0
     d["Functions"][3]["Fkt_3"]["num_process"] = "two"
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d))
     assert len(info.value.errors) == 2
 
 
 def test_not_yaml_and_missing_file(chain, tmp_path):
-    with pytest.raises(SetupError, match=r"setup.yaml: not valid YAML"):
+    with pytest.raises(SetupFileError, match=r"setup.yaml: not valid YAML"):
         load_setup(write_setup(chain, "RingBuffer: [\n"))
-    with pytest.raises(SetupError, match=r"nothere.yaml: setup file not found"):
+    with pytest.raises(SetupFileError, match=r"nothere.yaml: setup file not found"):
         load_setup(tmp_path / "nothere.yaml")
 
 
@@ -284,7 +286,7 @@ def test_what_the_buffers_cannot_hold_is_a_setup_error(chain, mutate, value, mes
     d = base(chain)
     mutate(d, value)
     setup = write_setup(chain, d)
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(e.startswith(f"{setup}: ") and message in e for e in info.value.errors), info.value.errors
 
@@ -308,7 +310,7 @@ RAW_BAD = [
 def test_setup_file_text_problems(chain, tmp_path, edit, message):
     setup = chain / "setup.yaml"
     setup.write_bytes(edit((chain / "chain_setup.yaml").read_text()))
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(setup)
     assert any(message in e for e in info.value.errors), info.value.errors
     # the command line: exit 2, nothing started, no run folder
@@ -320,10 +322,10 @@ def test_setup_file_text_problems(chain, tmp_path, edit, message):
 
 def test_config_file_text_problems(chain):
     (chain / "config" / "export.yaml").write_bytes(b"filename: s\xe9lected\n")
-    with pytest.raises(SetupError, match=r"Functions\[3\].Fkt_3.config_file: config file .*export.yaml: not UTF-8"):
+    with pytest.raises(SetupFileError, match=r"Functions\[3\].Fkt_3.config_file: config file .*export.yaml: not UTF-8"):
         load_setup(chain / "chain_setup.yaml")
     (chain / "config" / "export.yaml").write_text("filename: a\nfilename: b\n")
-    with pytest.raises(SetupError, match=r"export.yaml: filename: appears twice in one mapping \(lines 1 and 2\)"):
+    with pytest.raises(SetupFileError, match=r"export.yaml: filename: appears twice in one mapping \(lines 1 and 2\)"):
         load_setup(chain / "chain_setup.yaml")
 
 
@@ -333,8 +335,103 @@ def test_a_module_that_blocks_when_imported_is_named_and_the_check_goes_on(chain
     d["Functions"][2]["Fkt_2"]["file_name"] = "modules/stuck"
     d["Functions"][2]["Fkt_2"]["fkt_name"] = "f"
     d["Functions"][3]["Fkt_3"]["fkt_name"] = "to_txet"  # checked after the stuck one
-    with pytest.raises(SetupError) as info:
+    with pytest.raises(SetupFileError) as info:
         load_setup(write_setup(chain, d), import_timeout=1.0)
     errors = "\n".join(info.value.errors)
     assert "Functions[2].Fkt_2.file_name: importing " in errors and "stuck.py did not finish within 1 s" in errors
     assert "Functions[3].Fkt_3.fkt_name: " in errors and "has no function 'to_txet'" in errors
+
+
+# ------------------------------------------------ file_name: a file, or a module name
+@pytest.fixture
+def site(tmp_path, monkeypatch):
+    """A folder on sys.path (inherited by the forked check process) holding importable modules."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    yield folder
+    for name in [m for m in sys.modules if m.split(".")[0] in ("labpkg", "samename")]:
+        del sys.modules[name]
+
+
+def _labpkg(site):
+    (site / "labpkg").mkdir()
+    (site / "labpkg" / "__init__.py").write_text("")
+    (site / "labpkg" / "sinks.py").write_text(
+        "__all__ = ['collect']\n\n\ndef collect(source_list=None, sink_list=None, observe_list=None, "
+        "config_dict=None, **rb_info):\n    pass\n\n\ndef _helper():\n    pass\n"
+    )
+
+
+def test_file_name_may_be_a_module_name(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg.sinks"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "collect"
+    s = load_setup(write_setup(chain, d))
+    f = {x.key: x for x in s.functions}["Fkt_3"]
+    assert f.module.name == "labpkg.sinks" and f.module_path is None and f.file_name == "labpkg.sinks"
+    assert f.config == {"filename": "selected"}  # the config is found as for a module file
+
+
+def test_unknown_module_name_says_what_was_looked_for(chain):
+    d = base(chain)
+    d["Functions"][2]["Fkt_2"]["file_name"] = "mimocorb.nothere"
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    tried = chain / "mimocorb.nothere.py"
+    assert err.startswith(f"{setup}: Functions[2].Fkt_2.file_name: module file not found: {tried}, ")
+    assert "no module 'mimocorb.nothere' can be imported" in err and "dotted name of an importable module" in err
+
+
+def test_unknown_function_of_a_module_lists_what_it_offers(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg.sinks"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "colect"
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    assert err == (
+        f"{setup}: Functions[3].Fkt_3.fkt_name: module 'labpkg.sinks' has no function 'colect' (found there: collect)"
+    )
+
+
+def test_a_path_with_a_slash_is_never_a_module_name(chain, site):
+    _labpkg(site)
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "labpkg/sinks"  # the package exists, but not beside the setup
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    assert err.startswith(f"{setup}: Functions[3].Fkt_3.file_name: module file not found: {chain / 'labpkg/sinks.py'}")
+
+
+def test_a_file_beside_the_setup_wins_over_a_module_of_that_name(chain, site):
+    (site / "samename.py").write_text("def from_module(*a, **k):\n    pass\n")
+    (chain / "samename.py").write_text(
+        "from mimocorb.buffer_control import rbDrain\n\n\n"
+        "def from_file(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):\n"
+        "    rbDrain(source_list=source_list, config_dict=config_dict, **rb_info)()\n"
+    )
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "samename"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_file"
+    setup = write_setup(chain, d)
+    f = {x.key: x for x in load_setup(setup).functions}["Fkt_3"]
+    assert f.module_path == chain / "samename.py" and f.module.name is None
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_module"  # only the module has it: the file was taken
+    with pytest.raises(SetupFileError) as info:
+        load_setup(write_setup(chain, d))
+    assert f"{chain / 'samename.py'} has no function 'from_module'" in str(info.value)
+    # and a run uses the file: the workers follow the same rule
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "from_file"
+    out = chain / "out"
+    res = run_cli(["run", write_setup(chain, d), "--headless", "--output", out, "-q"], timeout=90)
+    assert res.returncode == 0, res.stdout + res.stderr
+    s = summary(run_folder(out))
+    assert s["buffers"]["RB_2"]["groups"][0]["consumed"] == s["buffers"]["RB_2"]["events"] > 0

@@ -14,6 +14,7 @@ from daq_helpers import SETUPS, read_table, wait_until
 
 from mimocorb import mimo_buffer as bm
 from mimocorb.daq import worker
+from mimocorb.daq.user_code import ModuleRef
 from mimocorb.daq.worker import EXIT_TERMINATED, WorkerInfo, WorkerTerminated, finish_after, interruptible
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,7 +54,7 @@ def _start(target_fn: str, module: str, group: dict, config: dict):
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
     info = WorkerInfo(target_fn, target_fn)
-    path = str(SETUPS / "chain" / "modules" / f"{module}.py")
+    path = ModuleRef(path=SETUPS / "chain" / "modules" / f"{module}.py")
     args = (info, path, [str(SETUPS / "chain")], [group], None, None, config, {"RB_1": "read"}, queue, logging.INFO)
     p = ctx.Process(target=worker.worker_main, args=args, daemon=True)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # as the run control starts workers

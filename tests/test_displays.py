@@ -18,9 +18,10 @@ pytest.importorskip("matplotlib")
 
 from daq_helpers import env, kill_group, our_segments, run_folder, summary  # noqa: E402
 
-from mimocorb.gui.histograms import Histogram, HistogramDisplay, parse_histograms  # noqa: E402
+from mimocorb.gui.histograms import Histogram, HistogramDisplay  # noqa: E402
 from mimocorb.gui.oscilloscope import Oscilloscope, ScopeConfig, min_max_reduce  # noqa: E402
 from mimocorb.gui.snapshots import SnapshotSchedule, snapshot_path, write_png  # noqa: E402
+from mimocorb.histogram_buffer import parse_histograms  # noqa: E402  (the 1.x fits: lifetime for decay_time)
 
 BLUE = (31, 119, 180)  # tab:blue, first oscilloscope channel
 GOLD = (218, 165, 32)  # goldenrod, histogram bars
@@ -270,6 +271,55 @@ def test_histogram_moments_and_lifetime_fit(tmp_path):
     assert f"tau = {fit.tau:.0f}" in disp.texts[0].get_text()
     png = write_png(disp.figure, tmp_path / "h.png")
     assert color_pixels(png, GOLD) > 2000 and color_pixels(png, RED) > 100
+
+
+def test_a_histogram_display_draws_the_fit_it_is_given(tmp_path):
+    """The generic display knows no fit: it calls the one it is given and draws its curve and text."""
+    from mimocorb.gui import histograms as gui
+
+    calls = []
+
+    class Flat:
+        fit_range, n_used = (0.0, 100.0), 0
+
+        def pdf(self, x):
+            return np.full_like(x, 1 / 100.0)
+
+        def describe(self):
+            return "flat, as given"
+
+    def flat_fit(values, low, high):
+        calls.append((len(values), low, high))
+        Flat.n_used = len(values)
+        return Flat()
+
+    cfg = {"histograms": {"x": {"range": [0, 100], "bins": 10, "fit": "flat"}, "y": [0, 1, 5]}}
+    with pytest.raises(ValueError, match=r"histograms.x: fit must be one of the fits given \(none given\)"):
+        gui.parse_histograms(cfg, ["x", "y"])
+    specs = gui.parse_histograms(cfg, ["x", "y"], fits={"flat": flat_fit})
+    assert [s.fit for s in specs] == ["flat", None] and specs[0].fitter is flat_fit
+    disp = gui.HistogramDisplay(specs, "given")
+    disp.fill({"x": np.linspace(0.5, 99.5, 1000), "y": np.zeros(3)})
+    disp.update(force_fit=True)
+    assert calls == [(1000, 0.0, 100.0)] and disp.fits == [disp.fits[0], None]
+    assert "flat, as given" in disp.texts[0].get_text() and "(fit of 1000)" in disp.texts[0].get_text()
+    x, y = disp.fit_lines[0].get_data()
+    assert np.allclose(y, 100.0)  # 1000 entries over 10 bins: 100 expected per bin
+    png = write_png(disp.figure, tmp_path / "flat.png")
+    assert color_pixels(png, RED) > 100
+    # a decay_time field gets no fit of its own in the generic display
+    assert gui.parse_histograms({"histograms": {"decay_time": [0, 15000, 50]}}, ["decay_time"])[0].fitter is None
+
+
+def test_a_fit_named_by_reference_in_the_config():
+    from mimocorb.gui import histograms as gui
+    from mimocorb.muon.lifetime import fit_lifetime_in_range
+
+    ref = "mimocorb.muon.lifetime:fit_lifetime_in_range"
+    (spec,) = gui.parse_histograms({"histograms": {"t": {"range": [0, 15000], "fit": ref}}}, ["t"])
+    assert spec.fitter is fit_lifetime_in_range
+    with pytest.raises(ValueError, match="fit 'mimocorb.muon.lifetime:nothing' cannot be loaded"):
+        gui.parse_histograms({"histograms": {"t": {"range": [0, 1], "fit": "mimocorb.muon.lifetime:nothing"}}}, ["t"])
 
 
 def test_snapshots_are_atomic_and_scheduled(tmp_path):

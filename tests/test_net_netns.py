@@ -6,9 +6,8 @@ and started again, the receiving worker killed and started again, another layout
 
 Needs root and ``ip`` (skipped otherwise). The namespaces and veth pair are made per
 test and always removed; leftovers of a crashed earlier run (prefix ``mcbt``, its pid
-gone) are removed first. Until the runner restarts failed workers, the receiving
-worker's restart is done by the test: the analysis side then runs as a small driver
-(``tests/net_netns_driver.py``) instead of ``mimocorb run``.
+gone) are removed first. The receiving worker's restart is the run's restart policy
+(``restart`` in the receive function's entry of the analysis setup).
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +24,8 @@ import pytest
 
 pytest.importorskip("zmq")
 
-from tests.daq_helpers import REPO, env, kill_group, pid_alive  # noqa: E402
+from tests.daq_helpers import kill_group, pid_alive  # noqa: E402
+from tests.net_setups import Runs, recorded, write_setup  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("ip") is None,
@@ -82,171 +81,11 @@ def net():
     assert not left, f"namespaces left: {left}"
 
 
-SOURCE = """
-import time
-from mimocorb.mimo_buffer import Writer
-
-def source(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
-    w = Writer(sink_list[0])
-    n, rate = config_dict["events"], config_dict["rate"]
-    t0 = time.monotonic()
-    for i in range(n):
-        due = t0 + i / rate
-        if due > time.monotonic():
-            time.sleep(due - time.monotonic())
-        b = w.get_new_buffer()
-        b[0] = i
-        w.set_metadata(i, 1000.0 + i, 0.0)
-    w.process_buffer()
-"""
-
-ANALYSIS = """
-import os
-from mimocorb.buffer_control import rbTransfer
-from mimocorb.mimo_buffer import Reader
-
-def passthrough(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
-    rbTransfer(source_list=source_list, sink_list=sink_list, config_dict=config_dict,
-               ufunc=lambda e: [e], **rb_info)()
-
-def recorder(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):
-    r = Reader(source_list[0])
-    fd = os.open(config_dict["file"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    while True:  # written before the event is released: what the buffer handed on is on file
-        e = r.get()
-        c = r.get_metadata()[0]
-        os.write(fd, f"{int(e[0])} {c}\\n".encode())
-"""
-
-NET = "from mimocorb.net import send, receive  # noqa: F401\n"
-
-
-def write_setup(
-    folder: Path, kind: str, link: dict, n: int = 0, rate: float = 0.0, slots: int = 64, dtype: str = "int64"
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "net.py").write_text(NET)
-    (folder / "link.yaml").write_text(json.dumps(link))
-    if kind == "frontend":
-        (folder / "workers.py").write_text(SOURCE)
-        (folder / "source.yaml").write_text(json.dumps({"events": n, "rate": rate}))
-        functions = [
-            {
-                "Fkt_1": {
-                    "file_name": "workers",
-                    "fkt_name": "source",
-                    "RB_assign": {"RB_1": "write"},
-                    "config_file": "source.yaml",
-                }
-            },
-            {
-                "Fkt_2": {
-                    "file_name": "net",
-                    "fkt_name": "send",
-                    "RB_assign": {"RB_1": "read"},
-                    "config_file": "link.yaml",
-                }
-            },
-        ]
-        buffers = [{"RB_1": {"number_of_slots": slots, "channel_per_slot": 2, "data_type": dtype}}]
-    else:
-        (folder / "workers.py").write_text(ANALYSIS)
-        (folder / "record.yaml").write_text(json.dumps({"file": str(folder / "events.txt")}))
-        functions = [
-            {
-                "Fkt_1": {
-                    "file_name": "net",
-                    "fkt_name": "receive",
-                    "RB_assign": {"RB_1": "write"},
-                    "config_file": "link.yaml",
-                }
-            },
-            {
-                "Fkt_2": {
-                    "file_name": "workers",
-                    "fkt_name": "passthrough",
-                    "RB_assign": {"RB_1": "read", "RB_2": "write"},
-                }
-            },
-            {
-                "Fkt_3": {
-                    "file_name": "workers",
-                    "fkt_name": "recorder",
-                    "RB_assign": {"RB_2": "read"},
-                    "config_file": "record.yaml",
-                }
-            },
-        ]
-        buffers = [{f"RB_{i}": {"number_of_slots": slots, "channel_per_slot": 2, "data_type": dtype}} for i in (1, 2)]
-    setup = {"output_directory": "target", "RingBuffer": buffers, "Functions": functions}
-    (folder / "setup.yaml").write_text(json.dumps(setup))
-    return folder / "setup.yaml"
-
-
-class Runs:
-    """``mimocorb run`` processes in namespaces, each in its own process group; all killed at the end."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, ns: str, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, *args],
-            cwd=REPO,
-            env=env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.procs.append(p)
-        return p
-
-    def run(self, ns: str, setup: Path) -> subprocess.Popen:
-        return self.start(ns, "-m", "mimocorb", "run", str(setup), "--headless", "--status-interval", "0.5")
-
-    def wait(self, p: subprocess.Popen, timeout: float) -> tuple[int, str]:
-        try:
-            out, _ = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(p)
-            out, _ = p.communicate(timeout=10)
-            raise AssertionError(f"{p.args} did not end within {timeout} s:\n{out}") from None
-        return p.returncode, out
-
-    def close(self) -> None:
-        for p in self.procs:
-            if p.poll() is None:
-                kill_group(p)
-            p.wait(10)
-            for f in (p.stdout, p.stdin):
-                if f:
-                    f.close()
-        # a run killed with SIGKILL leaves its buffers behind (as after a power loss): remove ours
-        from mimocorb.mimo_buffer import _ringbuf, list_segments
-
-        pids = {p.pid for p in self.procs}
-        for seg in list_segments():
-            if seg["pid"] in pids and not seg["owner_alive"]:
-                _ringbuf.shm_unlink_name("/" + seg["name"])
-
-
 @pytest.fixture
 def runs():
     r = Runs()
     yield r
     r.close()
-
-
-def recorded(folder: Path) -> list[int]:
-    f = folder / "events.txt"
-    if not f.exists():
-        return []
-    rows = [line.split() for line in f.read_text().splitlines() if line.strip()]
-    for seq, counter in rows:
-        assert seq == counter, f"metadata of event {seq} changed on the way: counter {counter}"
-    return [int(s) for s, _ in rows]
 
 
 def wait_for(pred, timeout: float, what: str) -> None:
@@ -322,26 +161,40 @@ def test_whole_receiving_run_killed_and_started_again(net, runs, tmp_path):
     assert new[0] <= len(old) + 8, f"lost in transit: {len(old)}..{new[0]}"
 
 
+def receiver_stats(folder: Path) -> dict:
+    """The analysis's receiver statistics file ({} before it is there)."""
+    f = next((folder / "target").glob("*/net-receiver-*.json"), None)
+    try:
+        return json.loads(f.read_text()) if f else {}
+    except (OSError, ValueError):
+        return {}
+
+
 def test_receiving_worker_killed_and_restarted(net, runs, tmp_path):
-    """The receiving worker is killed (SIGKILL) twice and started again with the same run folder
-    (by the driver, on the test's command): nothing lost, nothing doubled."""
+    """The analysis's receiving worker is killed (SIGKILL) twice; the run's restart policy starts
+    it again (same name: its journal) and the stream resumes: nothing lost, nothing doubled."""
     n = 4000
     fe = write_setup(tmp_path / "frontend", "frontend", {"bind": f"tcp://{net.addr_a}:{PORT}"}, n, 400.0)
-    out = tmp_path / "driver"
-    back = runs.start(net.b, str(REPO / "tests" / "net_netns_driver.py"), f"{net.addr_a}:{PORT}", str(out))
+    link = {"connect": f"{net.addr_a}:{PORT}", "stats_interval": 0.1}
+    an = write_setup(tmp_path / "analysis", "analysis", link, restart={"max": 3, "within": 60})
+    back = runs.run(net.b, an)
     front = runs.run(net.a, fe)
+    killed = []
     for k in (800, 2000):
-        wait_for(lambda k=k: len(recorded(out)) > k, 30, f"{k} events")
-        back.stdin.write("kill\n")
-        back.stdin.flush()
-        time.sleep(0.5)
-        back.stdin.write("start\n")
-        back.stdin.flush()
+        wait_for(lambda k=k: len(recorded(an.parent)) > k, 30, f"{k} events")
+        wait_for(lambda: receiver_stats(an.parent).get("pid") not in (None, *killed), 30, "the new receiver")
+        pid = receiver_stats(an.parent)["pid"]
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
     code_f, out_f = runs.wait(front, 90)
     code_b, out_b = runs.wait(back, 60)
     assert code_f == 0 and code_b == 0, out_f + out_b
-    assert out_b.count("receiver killed") == 2, out_b
-    assert recorded(out) == list(range(n))
+    assert recorded(an.parent) == list(range(n))
+    s = json.loads(next((an.parent / "target").glob("*/summary.json")).read_text())
+    (rx,) = [w for w in s["workers"] if w["function"] == "receive"]
+    assert rx["restarts"] == 2 and [r["pid"] for r in rx["restarted"]] == killed, rx
+    assert all(r["cause"].startswith("killed by signal 9") for r in rx["restarted"]), rx
+    assert s["stop_reason"] == "source exhausted"  # the receiver returned after the sender's END
 
 
 def test_other_layout_refused_across_hosts(net, runs, tmp_path):

@@ -28,7 +28,6 @@ from mimocorb.daq.worker import WorkerTerminated, finish_after, interruptible
 
 logger = logging.getLogger(__name__)
 
-METADATA_DTYPE = np.dtype([("counter", np.int64), ("timestamp", np.float64), ("deadtime", np.float64)])
 _PAUSE_POLL = 0.02
 
 
@@ -347,8 +346,13 @@ class rbPut(_Access):
         return self.sink.active
 
 
-class _ReaderAccess(_Access):
-    """An access class that reads one source buffer."""
+class ReaderAccess(_Access):
+    """An access class that reads one source buffer (the first of ``source_list``).
+
+    The base of the reading access classes here and of the packaged sinks
+    (:mod:`mimocorb.exporters`): ``self.source`` is the :class:`~mimocorb.mimo_buffer.Reader`,
+    ``self.source_name`` its buffer's name, :meth:`events` the loop over its events.
+    """
 
     def __init__(self, source_list, config_dict, rb_info):
         super().__init__(config_dict, rb_info)
@@ -356,32 +360,15 @@ class _ReaderAccess(_Access):
         self.source = bm.Reader(self._one(sources, "source_list", self.source_names))
         self.source_name = self._name(self.source_names, 0, "source")
 
-    def events(self) -> Iterator[tuple[np.ndarray, tuple]]:
-        """Every event of this process's share of the source, until the end of the run.
-
-        Yields ``(data, metadata)``: a read-only view of the slot (valid until the
-        next event is taken) and ``(counter, timestamp, deadtime)``. Taking the next
-        event hands the previous one back (consumed).
-        """
-        yield from self.events_or_idle(None)
-
-    def events_or_idle(self, idle: Optional[float]) -> Iterator[Optional[tuple[np.ndarray, tuple]]]:
-        """Like :meth:`events`, but yields None after every ``idle`` seconds without an event
-        (for periodic work such as flushing a file; ``idle=None``: never)."""
-        while True:
-            try:
-                data = self.source.get() if idle is None else self.source.get_timeout(idle)
-            except SystemExit:  # the end of the run, or a request to finish while waiting (nothing held)
-                return
-            if data is None:
-                if idle is None:
-                    return
-                yield None
-                continue
-            yield data, self.source.get_metadata()
+    def events(self, idle: Optional[float] = None) -> Iterator[Optional[tuple[np.ndarray, tuple]]]:
+        """Every event of this process's share of the source, until the end of the run
+        (:meth:`mimocorb.mimo_buffer.Reader.events`): ``(data, metadata)``, a read-only view
+        valid until the next event is taken and ``(counter, timestamp, deadtime)``; with
+        ``idle`` seconds, None after every ``idle`` seconds without an event."""
+        return self.source.events(idle)
 
 
-class rbExport(_ReaderAccess):
+class rbExport(ReaderAccess):
     """Called with ``()``: a generator of ``(data, metadata)`` for every event, ending at end of run.
 
     ``metadata`` is ``np.array([counter, timestamp, deadtime])`` as in 1.x; ``data`` is
@@ -396,7 +383,7 @@ class rbExport(_ReaderAccess):
             yield data, np.array(md)
 
 
-class rbDrain(_ReaderAccess):
+class rbDrain(ReaderAccess):
     """Consume and discard every event of the source (called with ``()``)."""
 
     def __init__(self, source_list=None, config_dict=None, **rb_info):
@@ -409,7 +396,7 @@ class rbDrain(_ReaderAccess):
         self.logger.info("rbDrain: end of run after %d events from %s", self.event_count, self.source_name)
 
 
-class rbTransfer(_ReaderAccess):
+class rbTransfer(ReaderAccess):
     """Read each event, call ``ufunc(data)`` and write its result to the sinks.
 
     The result of ``ufunc``:

@@ -1,24 +1,25 @@
 """The worker processes of a run as the run control sees them: how they are made and
 started, the handle of each process, how it ended, and what it held in the ring buffers
 when it had to be ended (for the summary). How they are ended is in
-:mod:`mimocorb.daq.shutdown`; what runs inside them in :mod:`mimocorb.daq.worker`.
+:mod:`mimocorb.daq.shutdown`; what is done when one fails while the run goes on (restart
+policy, retired reader groups) in :mod:`mimocorb.daq.supervise`; what runs inside them in
+:mod:`mimocorb.daq.worker`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 from mimocorb.daq.setup_file import DAQSetup, FunctionSpec
-from mimocorb.daq.worker import EXIT_TERMINATED, WorkerInfo, worker_main
+from mimocorb.daq.worker import EXIT_TERMINATED, HEADLESS_ENV, WorkerInfo, worker_main
 
 logger = logging.getLogger(__name__)
-
-#: Set in the workers' environment by a headless run: displays draw off screen (PNG snapshots).
-HEADLESS_ENV = "MIMOCORB_HEADLESS"
 
 #: How the run control ended a worker (``Worker.ended_by``).
 ASKED, TIMED_OUT, KILLED = "asked to finish", "timed out", "killed"
@@ -31,6 +32,8 @@ class Worker:
     ``groups`` maps each buffer the function reads to its reader group (shared by the
     function's processes). ``ended_by`` says how the run control had to end it, ``held``
     what it held in the buffers then (``[{"buffer", "role", "group", "events"}]``).
+    ``restarts`` lists the processes of this worker that failed and were replaced by a new
+    one (``[{"pid", "cause", "at_s", "error"}]``, :meth:`respawn`); ``process`` is the latest.
     """
 
     name: str
@@ -40,12 +43,15 @@ class Worker:
     writes: list[str]
     observes: list[str]
     groups: dict[str, int] = field(default_factory=dict)
+    group_setups: dict[str, dict] = field(default_factory=dict, repr=False)  # buffer -> reader group setup dict
     joined: bool = False
     noticed: bool = False
     ended_by: str = ""
     late: str = ""  # why it was asked to finish: "within 10 s after its input ended", ...
     held: list[dict] = field(default_factory=list)
     error: Optional[str] = None
+    restarts: list[dict] = field(default_factory=list)
+    new_process: Optional[Callable[[], Any]] = field(default=None, repr=False)
 
     @property
     def is_source(self) -> bool:
@@ -63,6 +69,42 @@ class Worker:
     @property
     def failed(self) -> bool:
         return self.error is not None
+
+    def summary(self, traceback_text: Optional[str], tracebacks: dict[Optional[int], str]) -> dict[str, Any]:
+        """This worker in ``summary.json``; ``tracebacks`` (pid -> text) names what replaced processes reported."""
+        restarted = []
+        for r in self.restarts:
+            tb = (tracebacks.get(r["pid"]) or "").strip()
+            restarted.append(
+                {**{k: r[k] for k in ("pid", "cause", "at_s")}, "error": tb.splitlines()[-1] if tb else None}
+            )
+        return {
+            "name": self.name,
+            "function": self.spec.fkt_name,
+            "pid": self.process.pid,
+            "exitcode": self.process.exitcode,
+            "failed": self.failed,
+            "ended_by": self.ended_by or None,
+            "terminated": self.ended_by in (TIMED_OUT, KILLED),
+            "held": self.held,
+            "error": self.error,
+            "traceback": traceback_text,
+            "restarts": len(self.restarts),
+            "restarted": restarted,
+        }
+
+    def respawn(self, headless: bool) -> None:
+        """Replace the ended process by a new one of the same worker (name, index, setup dicts,
+        config: the same reader groups and writers) and start it."""
+        if self.new_process is None:
+            raise RuntimeError(f"worker {self.name} cannot be started again (made without a process factory)")
+        old = self.process
+        self.process = self.new_process()
+        self.noticed = self.joined = False
+        with _starting(headless):
+            self.process.start()
+        old.close()  # its sentinel pipe; pid and exit code are in ``restarts``
+        logger.info("started worker %s again (pid %d)", self.name, self.process.pid)
 
     def judge(self, traceback_text: Optional[str]) -> None:
         """Set ``error`` from how the process ended (call once it has ended)."""
@@ -117,7 +159,7 @@ def make_workers(
             info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
             args = (
                 info,
-                str(f.module_path),
+                f.module,
                 search,
                 source_list,
                 sink_list,
@@ -127,29 +169,35 @@ def make_workers(
                 log_queue,
                 log_level,
             )
-            p = ctx.Process(target=worker_main, name=name, args=args)
-            workers.append(Worker(name, f, p, reads, writes, observes, groups))
+            factory = functools.partial(ctx.Process, target=worker_main, name=name, args=args)
+            workers.append(
+                Worker(
+                    name,
+                    f,
+                    factory(),
+                    reads,
+                    writes,
+                    observes,
+                    groups,
+                    dict(zip(reads, source_list or [])),
+                    new_process=factory,
+                )
+            )
     return workers
 
 
-def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -> None:
-    """Start the workers: consumers of the last buffers first, the sources last.
-
-    SIGINT and SIGTERM are blocked while they start, so each worker gets them only once
-    it has set its own handlers (:func:`~mimocorb.daq.worker.worker_main`)."""
-    pos = {b: i for i, b in enumerate(order)}
-
-    def rank(w: Worker) -> int:
-        return max((pos[b] for b in w.reads + w.observes), default=-1)
-
+@contextmanager
+def _starting(headless: bool) -> Iterator[None]:
+    """While worker processes are started: SIGINT and SIGTERM blocked (each worker gets them only
+    once it has set its own handlers, :func:`~mimocorb.daq.worker.worker_main`), and for a headless
+    run :data:`~mimocorb.daq.worker.HEADLESS_ENV` set -- the one channel to the workers, inherited
+    by fork and spawn alike; restored afterwards."""
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     env_before = os.environ.get(HEADLESS_ENV)
-    if headless:  # inherited by fork and spawn alike; restored below
+    if headless:
         os.environ[HEADLESS_ENV] = "1"
     try:
-        for w in sorted(workers, key=rank, reverse=True):
-            w.process.start()
-            logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+        yield
     finally:
         if env_before is None:
             os.environ.pop(HEADLESS_ENV, None)
@@ -158,4 +206,17 @@ def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED", "HEADLESS_ENV"]
+def start_workers(workers: Sequence[Worker], order: list[str], headless: bool) -> None:
+    """Start the workers: consumers of the last buffers first, the sources last (see :func:`_starting`)."""
+    pos = {b: i for i, b in enumerate(order)}
+
+    def rank(w: Worker) -> int:
+        return max((pos[b] for b in w.reads + w.observes), default=-1)
+
+    with _starting(headless):
+        for w in sorted(workers, key=rank, reverse=True):
+            w.process.start()
+            logger.info("started worker %s (pid %d)", w.name, w.process.pid)
+
+
+__all__ = ["Worker", "make_workers", "start_workers", "describe_held", "ASKED", "TIMED_OUT", "KILLED"]

@@ -28,6 +28,20 @@ them (cause ``orphaned``). The run says so (a message, the run log, ``summary.js
 A failed consumer's groups are retired as well, or its source would block on a full
 buffer until the run's end.
 
+Restart policy: a function's entry in the setup file may say ``restart: {max: 3, within:
+60}``; a worker of it that fails (non-zero exit code, killed by a signal) while the run
+goes on is started again -- same name, same reader groups and writers -- at most ``max``
+times within ``within`` seconds, and only beyond that is it a failure as above. Never
+when the run asked it to finish. The run says so (a message, the run log,
+``summary.json``: ``restarts`` and ``restarted`` per worker). See
+:mod:`mimocorb.daq.supervise`.
+
+Headless mode reaches the workers through one channel: a run with ``headless=True``
+(``--headless``) starts its workers with the environment variable ``MIMOCORB_HEADLESS=1``
+(:data:`mimocorb.daq.worker.HEADLESS_ENV`); displays read it (and draw off screen also
+where there is no ``$DISPLAY``, :func:`mimocorb.gui.screen.headless`). The run control
+itself then reads no keys from the terminal.
+
 The run control methods (:meth:`RunControl.pause`, :meth:`~RunControl.resume`,
 :meth:`~RunControl.stop`, :meth:`~RunControl.status`) are thread-safe, so a control
 window in the main process can drive a run that :meth:`~RunControl.run` executes.
@@ -46,10 +60,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
-from mimocorb.daq.processes import HEADLESS_ENV, KILLED, TIMED_OUT, Worker, describe_held, make_workers, start_workers
+from mimocorb.daq.links import collect_stats, summary_entry
+from mimocorb.daq.processes import Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
-from mimocorb.daq.setup_file import DAQSetup, SetupError, load_setup, output_directory_problem
+from mimocorb.daq.setup_file import SetupFileError, load_setup, output_directory_problem
 from mimocorb.daq.shutdown import StagedEnd
 from mimocorb.daq.status import (
     BufferSnapshot,
@@ -60,37 +75,11 @@ from mimocorb.daq.status import (
     format_status,
     format_summary,
 )
+from mimocorb.daq.supervise import GroupKeepers, Restarts, exit_cause, retire_ended_consumers
 
 logger = logging.getLogger(__name__)
 
 POLL_INTERVAL = 0.1
-
-
-def flow_order(setup: DAQSetup) -> list[str]:
-    """Buffer names in data-flow order (a buffer before every buffer filled from it)."""
-    names = [b.name for b in setup.buffers]
-    succ: dict[str, set[str]] = {n: set() for n in names}
-    for f in setup.functions:
-        for r in f.buffers("read"):
-            for w in f.buffers("write"):
-                if w != r:
-                    succ[r].add(w)
-    indeg = {n: 0 for n in names}
-    for n in names:
-        for m in succ[n]:
-            indeg[m] += 1
-    order: list[str] = []
-    ready = [n for n in names if indeg[n] == 0]
-    while ready:
-        n = ready.pop(0)
-        order.append(n)
-        for m in names:  # keep setup order among equals
-            if m in succ[n]:
-                indeg[m] -= 1
-                if indeg[m] == 0:
-                    ready.append(m)
-    order += [n for n in names if n not in order]  # cycles: setup order
-    return order
 
 
 class RunControl:
@@ -109,7 +98,8 @@ class RunControl:
     output_directory : optional
         Where the run folder goes (default: the setup's ``output_directory``).
     headless : bool
-        No keyboard control and no GUI.
+        No keyboard control, and the workers' displays draw off screen (the environment
+        variable ``MIMOCORB_HEADLESS``, see the module notes).
     start_method : str, optional
         ``"fork"`` (default on Linux) or ``"spawn"``.
     console : Console, optional
@@ -121,8 +111,8 @@ class RunControl:
 
     Raises
     ------
-    SetupError
-        If the setup file or an option is invalid.
+    SetupFileError
+        If the setup file or an option overriding it is invalid.
     KeyboardInterrupt
         Ctrl-C while the setup file is checked (nothing exists yet).
     """
@@ -149,11 +139,11 @@ class RunControl:
         self.runtime = float(runtime if runtime is not None else self.setup_spec.runtime)
         self.runevents = int(runevents if runevents is not None else self.setup_spec.runevents)
         if not math.isfinite(self.runtime) or self.runtime < 0:
-            raise SetupError([f"runtime: expected a finite number of seconds >= 0, got {self.runtime}"])
+            raise SetupFileError([f"runtime: expected a finite number of seconds >= 0, got {self.runtime}"])
         if output_directory is not None:
             problem = output_directory_problem(Path(output_directory))
             if problem:
-                raise SetupError([f"output directory {output_directory}: {problem}"])
+                raise SetupFileError([f"output directory {output_directory}: {problem}"])
         self.output_directory = (
             Path(output_directory) if output_directory is not None else self.setup_spec.output_directory
         )
@@ -171,9 +161,12 @@ class RunControl:
         self.buffers: dict[str, Any] = {}
         self.ringbuffers = self.buffers  # 1.x name
         self.workers: list[Worker] = []
-        self.order: list[str] = flow_order(self.setup_spec)
+        self.order: list[str] = self.setup_spec.flow_order()
         self.failures: dict[str, str] = {}
         self.files: list[dict] = []  # what the exporters wrote: {path, worker, buffer, events}
+        self._tracebacks: dict[Optional[int], str] = {}  # pid -> what it reported when it failed
+        self._restarts = Restarts(headless, self._announce, lambda: self._t_start)
+        self._keepers = GroupKeepers()
 
         self._lock = threading.RLock()
         self._stop_requested = False
@@ -245,6 +238,7 @@ class RunControl:
         self.workers.extend(
             make_workers(self.ctx, s, self.buffers, self.run_folder.prefix, self._run_log.queue, self._run_log.level)
         )
+        self._keepers.open(self.workers)
         self._stats = StatsRecorder(self.run_folder.stats_file)
         self.state = "ready"
         self._status = RunStatus("ready", 0.0, 0.0, workers=self._worker_states())
@@ -395,8 +389,11 @@ class RunControl:
     def _on_key(self, command: str) -> None:
         {"pause": self.pause, "resume": self.resume, "stop": lambda: self.stop("stopped by operator")}[command]()
 
-    def _on_failure(self, worker: str, tb: str) -> None:
-        self.failures[worker] = tb
+    def _on_failure(self, worker: str, tb: str, pid: Optional[int] = None) -> None:
+        self._tracebacks[pid] = tb
+        current = next((w.process.pid for w in self.workers if w.name == worker), None)
+        if pid is None or pid == current:  # not the report of a process since replaced (restart policy)
+            self.failures[worker] = tb
 
     def _on_output(self, worker: str, path: str, events: int, buffer: str) -> None:
         self.files.append({"path": path, "worker": worker, "buffer": buffer, "events": int(events)})
@@ -437,16 +434,19 @@ class RunControl:
             if code is None or w.noticed:
                 continue
             w.noticed = True
+            if code == 0:
+                logger.info("worker %s ended", w.name)
+                continue
+            held = describe_held(self._watch.last_held.get(w.process.pid, []))
+            # a failure while the run goes on (never one the run asked for: the loop ends at the stop)
+            if not self._stop_requested and self._restarts.try_restart(w, exit_cause(code), held):
+                continue
             if code > 0:
                 self._announce(f"worker {w.name} failed (exit code {code}); traceback in {self.run_folder.log_file}")
-                self.stop(f"worker {w.name} failed")
-            elif code < 0:
-                held = describe_held(self._watch.last_held.get(w.process.pid, []))
-                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
-                self.stop(f"worker {w.name} failed")
             else:
-                logger.info("worker %s ended", w.name)
-        self._retire_ended_consumers()
+                self._announce(f"worker {w.name} was killed by signal {-code}{held}")
+            self.stop(f"worker {w.name} failed")
+        retire_ended_consumers(self.workers, self.buffers, self._retired, self._announce, self._keepers)
         sources = [w for w in self.workers if w.is_source]
         if sources and all(w.process.exitcode == 0 for w in sources):
             limit = self.runevents > 0 and len(self.source_buffers) == 1
@@ -454,29 +454,6 @@ class RunControl:
                 self.stop(f"{self.runevents} events reached")
             else:
                 self.stop("source exhausted")
-
-    def _retire_ended_consumers(self) -> None:
-        """A consuming function whose processes have all ended (returned, or failed) stops holding back
-        its buffers' writers: its reader groups are retired (what they miss counts as lost)."""
-        functions: dict[str, list[Worker]] = {}
-        for w in self.workers:
-            functions.setdefault(w.spec.key, []).append(w)
-        for procs in functions.values():
-            first = procs[0]
-            if any(w.process.exitcode is None for w in procs):
-                continue
-            for b, g in first.groups.items():
-                if (b, g) in self._retired:
-                    continue
-                buf = self.buffers[b]
-                buf.stats()  # reap first: what a dead member held counts as lost to a dead reader
-                buf.retire_group(g)
-                self._retired[(b, g)] = first.spec.key
-                self._announce(
-                    f"{first.spec.fkt_name} ({first.spec.key}) has ended while the run goes on: its reader group "
-                    f"{g} of {b} no longer holds back the writers; what it left and what comes from now on "
-                    f"counts as lost for it"
-                )
 
     def _loop(self) -> None:
         next_status = time.monotonic()
@@ -513,6 +490,7 @@ class RunControl:
                 out,
                 self._worker_states(),
                 self.stop_reason,
+                collect_stats(self.run_folder.path) if self.run_folder is not None else {},
             )
             self._status = st
         if show and self.verbose >= 1:
@@ -531,6 +509,7 @@ class RunControl:
             self._unpause()  # quietly: the sources must see the end of the run
             if self.state != "init":
                 self.state = "stopping"
+        self._keepers.close()  # no restart from now on: the groups' own members decide their end
         if any(w.started for w in self.workers):
             hurried = lambda: self._hurry  # noqa: E731 - set by a second Ctrl-C
             StagedEnd(
@@ -594,21 +573,8 @@ class RunControl:
             "start_method": self.ctx.get_start_method(),
             "buffers": self._watch.totals.summary(active, consumers),
             "files": sorted(self.files, key=lambda f: f["path"]),
-            "workers": [
-                {
-                    "name": w.name,
-                    "function": w.spec.fkt_name,
-                    "pid": w.process.pid,
-                    "exitcode": w.process.exitcode,
-                    "failed": w.failed,
-                    "ended_by": w.ended_by or None,
-                    "terminated": w.ended_by in (TIMED_OUT, KILLED),
-                    "held": w.held,
-                    "error": w.error,
-                    "traceback": self.failures.get(w.name),
-                }
-                for w in self.workers
-            ],
+            "links": {k: summary_entry(v) for k, v in self._status.links.items()},
+            "workers": [w.summary(self.failures.get(w.name), self._tracebacks) for w in self.workers],
             "exit_code": self.exit_code,
         }
 
@@ -632,4 +598,4 @@ class run_mimoDAQ(RunControl):
         super().__init__(setup_filename, verbose, debug, **options)
 
 
-__all__ = ["RunControl", "run_mimoDAQ", "flow_order", "Worker", "HEADLESS_ENV"]
+__all__ = ["RunControl", "run_mimoDAQ", "Worker"]

@@ -124,7 +124,7 @@ class _ConsoleFilter(logging.Filter):
 class _ReportCollector(logging.Handler):
     """Passes the failure and output reports of the workers to the run control."""
 
-    def __init__(self, on_failure: Callable[[str, str], None], on_output: Optional[Callable[..., None]]):
+    def __init__(self, on_failure: Callable[[str, str, int], None], on_output: Optional[Callable[..., None]]):
         super().__init__()
         self.on_failure = on_failure
         self.on_output = on_output
@@ -132,8 +132,8 @@ class _ReportCollector(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         worker = getattr(record, "worker", "?")
         tb = getattr(record, "mimocorb_failure", None)
-        if tb is not None:
-            self.on_failure(worker, tb)
+        if tb is not None:  # with the pid: a report may arrive after the process was replaced
+            self.on_failure(worker, tb, record.process)
         out = getattr(record, "mimocorb_output", None)
         if out is not None and self.on_output is not None:
             self.on_output(worker, *out)
@@ -158,7 +158,7 @@ class RunLog:
     console : callable
         ``console(text)`` shows a line to the operator.
     on_failure : callable
-        ``on_failure(worker, traceback)`` for every worker that reports a failure.
+        ``on_failure(worker, traceback, pid)`` for every worker process that reports a failure.
     on_output : callable, optional
         ``on_output(worker, path, events, buffer)`` for every file an exporter reports.
     verbose : int
@@ -170,7 +170,7 @@ class RunLog:
         ctx: Any,
         log_file: Path,
         console: Callable[[str], None],
-        on_failure: Callable[[str, str], None],
+        on_failure: Callable[[str, str, int], None],
         verbose: int = 2,
         debug: bool = False,
         on_output: Optional[Callable[..., None]] = None,

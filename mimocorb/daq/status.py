@@ -1,4 +1,8 @@
-"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary."""
+"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary.
+
+Links to other hosts (workers that write link statistics files, :mod:`mimocorb.daq.links`)
+appear in all three: after the buffers in the status line, as rows of their own in the CSV
+(the link columns filled, the buffer columns empty), as ``links`` in the summary."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
+
+from mimocorb.daq.links import CSV_FIELDS, csv_row, format_link_status
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,7 @@ class RunStatus:
     buffers: list[BufferSnapshot] = field(default_factory=list)
     workers: list[WorkerState] = field(default_factory=list)
     stop_reason: str = ""
+    links: dict[str, dict] = field(default_factory=dict)  # "<role> <name>" -> link statistics
 
     @property
     def workers_alive(self) -> int:
@@ -170,12 +177,15 @@ def format_status(st: RunStatus) -> str:
         parts.append(
             f"{b.name}: {b.events} ev {_rate(b.rate)} fill {b.filled}/{b.slots} dead {100 * b.deadtime:.1f}%{lost}"
         )
+    if st.links:
+        parts.append(format_link_status(st.links))
     parts.append(f"workers {st.workers_alive}/{len(st.workers)}")
     return " | ".join(parts)
 
 
 class StatsRecorder:
-    """Buffer statistics over time, one CSV row per buffer and snapshot."""
+    """Buffer statistics over time, one CSV row per buffer and snapshot, and one per link
+    (:data:`~mimocorb.daq.links.CSV_FIELDS` after the buffer columns; each row fills its own)."""
 
     COLUMNS = [
         "time",
@@ -189,6 +199,7 @@ class StatsRecorder:
         "deadtime",
         "lost",
         "workers_alive",
+        *CSV_FIELDS,
     ]
 
     def __init__(self, path: Path):
@@ -213,7 +224,15 @@ class StatsRecorder:
                     f"{b.deadtime:.5f}",
                     b.lost,
                     st.workers_alive,
+                    *[""] * len(CSV_FIELDS),
                 ]
+            )
+        head = len(self.COLUMNS) - len(CSV_FIELDS)
+        for link in st.links.values():
+            row = csv_row(link)
+            self._csv.writerow(
+                [f"{now:.3f}", f"{st.elapsed:.3f}", st.state, *[""] * (head - 4), st.workers_alive]
+                + [row[k] for k in CSV_FIELDS]
             )
         self._file.flush()
 

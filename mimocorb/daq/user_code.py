@@ -1,33 +1,83 @@
-"""Loading the user's worker functions named in a setup file.
+"""Finding and loading the worker functions named in a setup file.
 
-A setup file names each worker function by ``file_name`` (a module path relative to
-the setup file, without ``.py``) and ``fkt_name``. The module is loaded from that file
-under its stem as module name (as mimoCoRB 1.x did), with its own folder and the setup
-file's folder on ``sys.path`` so that it can import its neighbours
-(``from modules.filters import ...`` or ``import filters``). The same loader runs in
-every worker process (fork and spawn alike) and, for the setup check, in a separate
-process (:func:`check_functions`): the run control itself never executes user code, a
-module that blocks when imported cannot hang the check (each import is bounded and the
-module named), and Ctrl-C during the check is an interruption, never a bad setup.
+A setup file names each worker function by ``file_name`` and ``fkt_name``. The rule that
+tells what ``file_name`` names (:func:`resolve_module`):
+
+1. a module *file*: ``file_name`` as a path relative to the setup file (or absolute), with
+   or without ``.py``. If that file exists it is used -- the 1.x meaning, also when a module
+   of the same dotted name could be imported. It is loaded under its stem as module name (as
+   mimoCoRB 1.x did), with its own folder and the setup file's folder on ``sys.path`` so that
+   it can import its neighbours (``from modules.filters import ...`` or ``import filters``);
+2. otherwise, if ``file_name`` is a dotted Python module name (identifiers separated by dots,
+   no slash), that *module* is imported: the functions that ship with mimocorb are named so,
+   e.g. ``file_name: mimocorb.exporters`` with ``fkt_name: save_parquet``, and so is any
+   installed module (the setup file's folder is on ``sys.path`` as well);
+3. otherwise, or when neither is found, it is an error naming what was looked for: the path
+   tried and the module name tried.
+
+The same loader runs in every worker process (fork and spawn alike) and, for the setup
+check, in a separate process (:func:`check_functions`): the run control itself never
+executes user code, a module that blocks when imported cannot hang the check (each import
+is bounded and the module named), and Ctrl-C during the check is an interruption, never a
+bad setup.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import multiprocessing
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
+#: What ``file_name`` may be, for the messages that say so.
+FILE_NAME_RULE = (
+    "file_name is a path relative to the setup file (with or without .py), "
+    "or the dotted name of an importable module such as mimocorb.exporters"
+)
+
 
 class UserCodeError(ImportError):
-    """A worker module cannot be loaded or lacks the named function."""
+    """A worker module cannot be found or loaded, or lacks the named function.
+
+    ``key`` is the setup-file key that names what is wrong: ``"file_name"`` or ``"fkt_name"``.
+    """
+
+    key = "file_name"
+
+
+class FunctionNotFound(UserCodeError):
+    """The module loads, but has no function of that name."""
+
+    key = "fkt_name"
+
+
+@dataclass(frozen=True)
+class ModuleRef:
+    """Where a worker function's module comes from (see the rule in the module notes).
+
+    Attributes
+    ----------
+    path : Path, optional
+        A module file (rule 1), loaded under its stem.
+    name : str, optional
+        A dotted module name to import (rule 2); ``tried`` is the file looked for first.
+    """
+
+    path: Optional[Path] = None
+    name: Optional[str] = None
+    tried: Optional[Path] = None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else f"module {self.name!r}"
 
 
 def module_file(setup_dir: Path, file_name: str) -> Path:
@@ -45,6 +95,30 @@ def module_file(setup_dir: Path, file_name: str) -> Path:
     if not path.is_absolute():
         path = setup_dir / path
     return path.resolve()
+
+
+def is_module_name(text: str) -> bool:
+    """True for a dotted Python module name: identifiers separated by dots (``mimocorb.exporters``)."""
+    return all(part.isidentifier() for part in text.split("."))
+
+
+def resolve_module(setup_dir: Path, file_name: str) -> ModuleRef:
+    """What ``file_name`` names, by the rule of the module notes (a file first, then a module name).
+
+    Whether a module of that name can be imported is found out when it is loaded
+    (:func:`load_function`, in the setup check's own process).
+
+    Raises
+    ------
+    UserCodeError
+        When there is no such file and ``file_name`` is no module name either.
+    """
+    path = module_file(setup_dir, file_name)
+    if path.is_file():
+        return ModuleRef(path=path)
+    if is_module_name(file_name):
+        return ModuleRef(name=file_name, tried=path)
+    raise UserCodeError(f"module file not found: {path} ({FILE_NAME_RULE}; got {file_name!r})")
 
 
 def _add_search_paths(paths: Sequence[str]) -> None:
@@ -88,23 +162,46 @@ def load_module(path: Path, search_paths: Sequence[str] = ()) -> ModuleType:
     return module
 
 
-def load_function(path: Path, fkt_name: str, search_paths: Sequence[str] = ()) -> Callable:
-    """Return the callable ``fkt_name`` from the module in file ``path``.
+def import_module(ref: ModuleRef, search_paths: Sequence[str] = ()) -> ModuleType:
+    """Import the module of a dotted name (rule 2), with ``search_paths`` on ``sys.path``.
 
     Raises
     ------
     UserCodeError
-        When the module cannot be loaded, or has no callable of that name.
+        When no module of that name exists (naming the file tried first too), or importing it raises.
     """
-    module = load_module(path, search_paths)
+    _add_search_paths(search_paths)
+    try:
+        return importlib.import_module(ref.name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (ref.name == exc.name or ref.name.startswith(exc.name + ".")):
+            raise UserCodeError(
+                f"module file not found: {ref.tried}, and no module {ref.name!r} can be imported "
+                f"({exc}); {FILE_NAME_RULE}"
+            ) from None
+        raise UserCodeError(f"importing module {ref.name!r} failed: {type(exc).__name__}: {exc}") from exc
+    except (Exception, SystemExit) as exc:  # SyntaxError, ImportError, sys.exit(); never KeyboardInterrupt
+        raise UserCodeError(f"importing module {ref.name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def load_function(ref: ModuleRef, fkt_name: str, search_paths: Sequence[str] = ()) -> Callable:
+    """Return the callable ``fkt_name`` from the module ``ref`` names.
+
+    Raises
+    ------
+    UserCodeError
+        When the module cannot be loaded (``FunctionNotFound`` when it has no callable of that name).
+    """
+    module = load_module(ref.path, search_paths) if ref.path is not None else import_module(ref, search_paths)
     fn = getattr(module, fkt_name, None)
     if fn is None:
-        found = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise UserCodeError(
-            f"{path} has no function {fkt_name!r} (callables found there: {', '.join(found) or 'none'})"
+        public = getattr(module, "__all__", None)  # a packaged module lists what it offers
+        found = sorted(
+            public if public is not None else (k for k, v in vars(module).items() if callable(v) and not k[:1] == "_")
         )
+        raise FunctionNotFound(f"{ref} has no function {fkt_name!r} (found there: {', '.join(found) or 'none'})")
     if not callable(fn):
-        raise UserCodeError(f"{path}: {fkt_name!r} is a {type(fn).__name__}, expected a function")
+        raise FunctionNotFound(f"{ref}: {fkt_name!r} is a {type(fn).__name__}, expected a function")
     return fn
 
 
@@ -112,16 +209,16 @@ def load_function(path: Path, fkt_name: str, search_paths: Sequence[str] = ()) -
 IMPORT_TIMEOUT = 30.0
 
 
-def _check_in_child(conn, items: list[tuple[str, str, list[str]]]) -> None:
+def _check_in_child(conn, items: list[tuple[ModuleRef, str, list[str]]]) -> None:
     """Child process of :func:`check_functions`: load each function, report as it goes."""
     try:
-        for i, (path, fkt_name, search) in enumerate(items):
+        for i, (ref, fkt_name, search) in enumerate(items):
             conn.send(("start", i))
             try:
-                load_function(Path(path), fkt_name, search)
+                load_function(ref, fkt_name, search)
                 conn.send(("done", i, None))
             except UserCodeError as exc:
-                conn.send(("done", i, str(exc)))
+                conn.send(("done", i, (exc.key, str(exc))))
     except BaseException:  # noqa: BLE001 - Ctrl-C: the parent sees the pipe close
         pass
     finally:
@@ -130,17 +227,18 @@ def _check_in_child(conn, items: list[tuple[str, str, list[str]]]) -> None:
 
 
 def check_functions(
-    items: Sequence[tuple[Path, str, Sequence[str]]], timeout: float = IMPORT_TIMEOUT
-) -> list[Optional[str]]:
-    """Check that each ``(module file, function name, search paths)`` loads, in a separate process.
+    items: Sequence[tuple[ModuleRef, str, Sequence[str]]], timeout: float = IMPORT_TIMEOUT
+) -> list[Optional[tuple[str, str]]]:
+    """Check that each ``(module, function name, search paths)`` loads, in a separate process.
 
-    Returns one entry per item: None when the function was found, else the problem
-    (a :class:`UserCodeError` message, or an import that did not finish within
-    ``timeout`` seconds -- that process is then ended and the check goes on with the
-    next item in a new one). Ctrl-C (KeyboardInterrupt) ends the check and is raised.
+    Returns one entry per item: None when the function was found, else ``(key, problem)``:
+    the setup-file key at fault (``"file_name"`` or ``"fkt_name"``) and a
+    :class:`UserCodeError` message, or an import that did not finish within ``timeout``
+    seconds (that process is then ended and the check goes on with the next item in a
+    new one). Ctrl-C (KeyboardInterrupt) ends the check and is raised.
     """
-    todo = [(str(p), f, [str(x) for x in s]) for p, f, s in items]
-    results: list[Optional[str]] = [None] * len(todo)
+    todo = [(ref, f, [str(x) for x in s]) for ref, f, s in items]
+    results: list[Optional[tuple[str, str]]] = [None] * len(todo)
     first = 0
     while first < len(todo):
         first = _check_from(todo, first, results, timeout)
@@ -161,8 +259,9 @@ def _check_from(todo: list, first: int, results: list, timeout: float) -> int:
             wait = 1.0 if current is None else deadline - time.monotonic()
             if wait <= 0:
                 results[current] = (
+                    "file_name",
                     f"importing {todo[current][0]} did not finish within {timeout:g} s "
-                    f"(does the module wait for something when it is imported?)"
+                    f"(does the module wait for something when it is imported?)",
                 )
                 return current + 1
             if not recv_end.poll(wait):
@@ -173,7 +272,10 @@ def _check_from(todo: list, first: int, results: list, timeout: float) -> int:
                 if expected >= len(todo):
                     return expected
                 proc.join(5)
-                results[expected] = f"importing {todo[expected][0]} ended the process (exit code {proc.exitcode})"
+                results[expected] = (
+                    "file_name",
+                    f"importing {todo[expected][0]} ended the process (exit code {proc.exitcode})",
+                )
                 return expected + 1
             if kind == "start":
                 current, deadline = first + i, time.monotonic() + timeout

@@ -34,14 +34,19 @@ import sys
 import threading
 import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
 from mimocorb.daq.run_log import WORKER_LOGGER, flush_worker_streams, report_failure, setup_worker_logging
-from mimocorb.daq.user_code import load_function
+from mimocorb.daq.user_code import ModuleRef, load_function
 
 logger = logging.getLogger(__name__)
 
+#: The one channel by which a run tells its workers that it is headless: this environment
+#: variable is set (to ``"1"``) in the environment of every worker of a run started with
+#: ``headless=True`` (``--headless``); displays then draw off screen and write PNG snapshots
+#: (:func:`mimocorb.gui.screen.headless`). Set it yourself to run a display headless
+#: outside a run; ``""`` or ``"0"`` count as unset.
+HEADLESS_ENV = "MIMOCORB_HEADLESS"
 #: Exit code of a worker that ended on a request to finish (128 + SIGTERM, as a shell shows it).
 EXIT_TERMINATED = 128 + signal.SIGTERM
 #: Seconds a worker whose run control died has to finish before it is ended.
@@ -181,7 +186,7 @@ def _end_now(code: int, log_queue: Any) -> None:
 
 def worker_main(
     info: WorkerInfo,
-    module_path: str,
+    module: ModuleRef,
     search_paths: list[str],
     source_list: Any,
     sink_list: Any,
@@ -202,7 +207,7 @@ def worker_main(
     threading.Thread(target=_watch_parent, args=(log_queue,), name="mimocorb-watchdog", daemon=True).start()
     log = logging.getLogger(WORKER_LOGGER)
     try:
-        fn = load_function(Path(module_path), info.function, search_paths)
+        fn = load_function(module, info.function, search_paths)
         log.debug("worker %s starts %s", info.name, info.function)
         fn(source_list, sink_list, observe_list, config_dict, **rb_info)
     except WorkerTerminated:
@@ -225,6 +230,7 @@ def worker_main(
 
 
 __all__ = [
+    "HEADLESS_ENV",
     "WorkerInfo",
     "WorkerTerminated",
     "current_worker",

@@ -1,9 +1,15 @@
-"""Events from a buffer to a display, read in a thread that never waits for the drawing.
+"""Events from a buffer to a display: which buffer it shows, and a reading thread that never
+waits for the drawing.
 
-A display draws in its main thread; drawing can take tens of milliseconds. The feed
-reads in its own thread and only copies the wanted fields into a list the display
-collects with :meth:`EventFeed.take`, so a reader group keeps up with its buffer while
-a picture is drawn, and its buffer never fills because of a display.
+:func:`display_input` picks the buffer a display shows from its worker arguments (the
+first source: every event; else the first observed buffer: a sample), with the error a
+display gives when ``RB_assign`` names none. :func:`yield_cpu` lowers a display process's
+priority, so the DAQ gets the CPU first.
+
+A display draws in its main thread; drawing can take tens of milliseconds. The
+:class:`EventFeed` reads in its own thread and only copies the wanted fields into a list
+the display collects with :meth:`EventFeed.take`, so a reader group keeps up with its
+buffer while a picture is drawn, and its buffer never fills because of a display.
 
 - a ``Reader`` (setup dict of a reader group): every event of the buffer;
 - an ``Observer`` setup dict: a sample of the events, never slowing anything.
@@ -12,12 +18,92 @@ a picture is drawn, and its buffer never fills because of a display.
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
+
+
+def field_names(dtype: Any) -> list[str]:
+    """Field names of a buffer dtype as setup dicts give it (list of pairs, or a plain type: ``["data"]``)."""
+    d = np.dtype(dtype) if not isinstance(dtype, list) else np.dtype([tuple(x) for x in dtype])
+    return list(d.names) if d.names else ["data"]
+
+
+@dataclass(frozen=True)
+class DisplayInput:
+    """The buffer a display shows: its setup dict, ``role`` (``"read"``: every event, a reader
+    group; ``"observe"``: a sample) and name."""
+
+    setup: dict
+    role: str
+    buffer: str
+
+    @property
+    def fields(self) -> list[str]:
+        return field_names(self.setup["dtype"])
+
+
+def display_input(
+    who: str,
+    source_list: Optional[Sequence[dict]],
+    observe_list: Optional[Sequence[dict]],
+    rb_info: dict,
+    *,
+    reads: bool = True,
+) -> DisplayInput:
+    """The buffer a display shows: the first source buffer (every event), else the first observed one.
+
+    Parameters
+    ----------
+    who : str
+        The display's name, for the error.
+    source_list, observe_list : list of dict, optional
+        The worker's setup dicts.
+    rb_info : dict
+        Buffer names -> roles: the buffer's name comes from here.
+    reads : bool
+        False for a display that only observes (``source_list`` is not looked at).
+
+    Raises
+    ------
+    ValueError
+        When there is no buffer to show, saying what ``RB_assign`` needs.
+    """
+    if reads and source_list:
+        setup, role = source_list[0], "read"
+    elif observe_list:
+        setup, role = observe_list[0], "observe"
+    elif reads:
+        raise ValueError(f"{who}: needs a buffer to read (or observe); give the function 'RB_x: read' in RB_assign")
+    else:
+        raise ValueError(
+            f"{who}: needs a buffer to observe (observe_list is empty); give the function 'RB_x: observe' in RB_assign"
+        )
+    names = [k for k, v in rb_info.items() if v == role]
+    return DisplayInput(setup, role, names[0] if names else str(setup.get("name") or "buffer"))
+
+
+def yield_cpu(increment: int, idle: bool = False) -> None:
+    """Lower this display process's priority so the DAQ gets the CPU first.
+
+    ``idle``: run only when a core would otherwise be idle (SCHED_IDLE, Linux), for
+    displays that hold nothing (observers): they can never slow the DAQ down."""
+    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError as exc:
+            logger.debug("SCHED_IDLE failed: %s", exc)
+    if increment > 0:
+        try:
+            os.nice(increment)
+        except OSError as exc:
+            logger.debug("nice(%d) failed: %s", increment, exc)
 
 
 class EventFeed:
@@ -76,14 +162,8 @@ class EventFeed:
                     self.last_metadata = (int(md[0]["counter"]), float(md[0]["timestamp"]), float(md[0]["deadtime"]))
                     self._copy(data)
             else:
-                while True:
-                    try:
-                        data = self._source.get()
-                    except SystemExit:
-                        return
-                    if data is None:
-                        return
-                    self.last_metadata = self._source.get_metadata()
+                for data, md in self._source.events():
+                    self.last_metadata = md
                     self._copy(data)
         except BaseException as exc:  # noqa: BLE001 - reported by the display's main thread
             self.error = exc

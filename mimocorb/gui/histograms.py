@@ -11,9 +11,19 @@ Config (1.x format, kept)::
       decay_time: {range: [0, 15000], bins: 50, label: "decay time (ns)", log: false, fit: lifetime}
 
 Each histogram shows entries, mean and standard deviation of all values filled (and how
-many fell outside the range). A ``decay_time`` field (or ``fit: lifetime``) also shows
-the running unbinned lifetime fit of :func:`mimocorb.muon.lifetime.fit_lifetime`,
-drawn over the histogram with tau +- error.
+many fell outside the range).
+
+A histogram can also show a running fit: displays know no fit of their own, they are
+*given* fits (:func:`parse_histograms`, :func:`run_histograms`: ``fits``, a mapping of
+names to callables, and ``default_fits``, field -> fit name). ``fit: <name>`` picks one
+of them; ``fit: package.module:function`` names any importable callable. A fit is called
+as ``fit(values, low, high)`` (the histogram's range) every few seconds in the display
+process and returns a result with ``fit_range`` ``(lo, hi)``, ``pdf(x)`` (a density
+normalised on that range), ``n_used`` and ``describe()`` (a line of text such as
+``tau = 2203 +- 52``); it raises ValueError or RuntimeError while it cannot fit (too few
+values yet). The 1.x ``histogram_buffer`` gives the muon lifetime fit
+(:func:`mimocorb.muon.lifetime.fit_lifetime_in_range`) as ``lifetime``, by default for a
+``decay_time`` field; the curve is drawn over the histogram with the fit's text.
 
 The histograms read the buffer in a thread (:class:`~mimocorb.gui.feeds.EventFeed`):
 with ``RB_x: read`` in the setup they are a reader group and see every event (the
@@ -25,29 +35,34 @@ seconds and at the end.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import logging
 import math
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from mimocorb.gui.feeds import EventFeed
-from mimocorb.gui.oscilloscope import _be_nice, field_names
+from mimocorb.gui.feeds import EventFeed, display_input, yield_cpu
 from mimocorb.gui.screen import FigureHost
 from mimocorb.gui.snapshots import DEFAULT_INTERVAL, SnapshotSchedule, snapshot_path
 
 logger = logging.getLogger(__name__)
 
-#: Seconds between refits of the lifetime (the fit runs in the display process).
+#: Seconds between refits (a fit runs in the display process).
 FIT_INTERVAL = 5.0
+
+#: A fit a histogram is given: ``fit(values, low, high) -> result`` (see the module notes).
+Fit = Callable[[np.ndarray, float, float], Any]
 
 
 @dataclass
 class HistogramSpec:
-    """One histogram: the field, its range and binning, axis label, y scale and fit."""
+    """One histogram: the field, its range and binning, axis label, y scale, and the name of
+    its fit with the callable it names (``fitter``)."""
 
     field: str
     low: float
@@ -55,22 +70,61 @@ class HistogramSpec:
     bins: int
     label: str
     log: bool = False
-    fit: Optional[str] = None  # "lifetime" or None
+    fit: Optional[str] = None
+    fitter: Optional[Fit] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def edges(self) -> np.ndarray:
         return np.linspace(self.low, self.high, self.bins + 1)
 
 
-def parse_histograms(config_dict: Optional[dict], fields: Sequence[str], buffer: str = "") -> list[HistogramSpec]:
+def _fitter(where: str, name: str, fits: Mapping[str, Fit]) -> Fit:
+    """The callable a ``fit`` entry names: one of the ``fits`` given, or ``package.module:function``."""
+    if name in fits:
+        return fits[name]
+    if isinstance(name, str) and ":" in name:
+        module, _, attr = name.partition(":")
+        try:
+            fn = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"{where}: fit {name!r} cannot be loaded: {exc}") from None
+        if callable(fn):
+            return fn
+    known = " or ".join(repr(k) for k in fits) or "none given"
+    raise ValueError(
+        f"{where}: fit must be one of the fits given ({known}), 'package.module:function' or absent, got {name!r}"
+    )
+
+
+def parse_histograms(
+    config_dict: Optional[dict],
+    fields: Sequence[str],
+    buffer: str = "",
+    fits: Optional[Mapping[str, Fit]] = None,
+    default_fits: Optional[Mapping[str, str]] = None,
+) -> list[HistogramSpec]:
     """The histogram specs of a config (``histograms`` block, 1.x list form or dict form).
+
+    Parameters
+    ----------
+    config_dict : dict
+        The display's config.
+    fields : sequence of str
+        The buffer's fields.
+    buffer : str
+        The buffer's name, for errors.
+    fits : mapping of str to callable, optional
+        The fits this display is given, by name (see the module notes).
+    default_fits : mapping of str to str, optional
+        Field -> fit name, for histograms that name no fit.
 
     Raises
     ------
     ValueError
-        For an unknown field, a bad range or bin count, or a malformed entry; the
+        For an unknown field or fit, a bad range or bin count, or a malformed entry; the
         message names the entry and says what would be right.
     """
+    fits = dict(fits or {})
     block = (config_dict or {}).get("histograms")
     if not block:
         raise ValueError(
@@ -106,11 +160,10 @@ def parse_histograms(config_dict: Optional[dict], fields: Sequence[str], buffer:
             raise ValueError(f"{where}: need min < max, got [{lo}, {hi}]")
         if bins < 1:
             raise ValueError(f"{where}: bins must be >= 1, got {bins}")
-        if fit is None and name == "decay_time":
-            fit = "lifetime"
-        if fit not in (None, False, "lifetime"):
-            raise ValueError(f"{where}: fit must be 'lifetime' or absent, got {fit!r}")
-        specs.append(HistogramSpec(name, lo, hi, bins, str(label), log, fit or None))
+        if fit is None:
+            fit = (default_fits or {}).get(name)
+        fitter = _fitter(where, fit, fits) if fit else None
+        specs.append(HistogramSpec(name, lo, hi, bins, str(label), log, fit or None, fitter))
     return specs
 
 
@@ -139,7 +192,7 @@ class Histogram:
         self.entries += int(v.size)
         self._sum += float(v.sum())
         self._sumsq += float(np.dot(v, v))
-        if self.spec.fit:
+        if self.spec.fitter is not None:
             self._values.append(v)
 
     @property
@@ -216,7 +269,7 @@ class HistogramDisplay:
                     bbox=dict(boxstyle="round", facecolor="white", alpha=0.7),
                 )
             )
-            (line,) = ax.plot([], [], color="tab:red", lw=1.5, label="lifetime fit")
+            (line,) = ax.plot([], [], color="tab:red", lw=1.5, label=f"{s.fit} fit")
             self.fit_lines.append(line)
 
     def fill(self, values: dict[str, np.ndarray]) -> None:
@@ -239,37 +292,32 @@ class HistogramDisplay:
             lines = [f"entries {h.entries:>8d}", f"mean    {h.mean:8.4g}", f"std     {h.std:8.4g}"]
             if h.outside:
                 lines.append(f"outside {h.outside:>8d}")
-            if h.spec.fit == "lifetime" and (force_fit or now >= self._next_fit[i]):
+            if h.spec.fitter is not None and (force_fit or now >= self._next_fit[i]):
                 self._next_fit[i] = now + FIT_INTERVAL
                 self._fit(i, h)
             fit = self.fits[i]
             if fit is not None:
                 self._draw_fit(i, h, fit)
-                lines.append(f"tau = {fit.tau:.0f} +- {fit.tau_error:.0f}")
+                lines.append(fit.describe())
                 lines.append(f"(fit of {fit.n_used})")
             self.texts[i].set_text("\n".join(lines))
 
     def _fit(self, i: int, h: Histogram) -> None:
-        from mimocorb.muon.lifetime import T_MAX_NS, T_MIN_NS, fit_lifetime
-
-        t_min, t_max = max(T_MIN_NS, h.spec.low), min(T_MAX_NS, h.spec.high)
         try:
-            fit = fit_lifetime(h.values(), t_min=t_min, t_max=t_max)
+            fit = h.spec.fitter(h.values(), h.spec.low, h.spec.high)
         except (ValueError, RuntimeError) as exc:  # too few events yet, or a degenerate sample
-            logger.debug("lifetime fit of %s: %s", h.spec.field, exc)
+            logger.debug("%s fit of %s: %s", h.spec.fit, h.spec.field, exc)
             return
         self.fits[i] = fit
 
     def _draw_fit(self, i: int, h: Histogram, fit: Any) -> None:
         """The fitted shape scaled to the entries in the fit range now (the fit itself is redone less often)."""
-        t_min, t_max, tau, f = fit.t_min, fit.t_max, fit.tau, fit.background_fraction
+        lo, hi = fit.fit_range
         v = h.values()
-        n_now = int(np.count_nonzero((v >= t_min) & (v <= t_max)))
-        x = np.linspace(t_min, t_max, 200)
-        norm = tau * (np.exp(-t_min / tau) - np.exp(-t_max / tau))
-        pdf = (1 - f) * np.exp(-x / tau) / norm + f / (t_max - t_min)
+        n_now = int(np.count_nonzero((v >= lo) & (v <= hi)))
+        x = np.linspace(lo, hi, 200)
         width = (h.spec.high - h.spec.low) / h.spec.bins
-        self.fit_lines[i].set_data(x, n_now * pdf * width)  # expected entries per bin
+        self.fit_lines[i].set_data(x, n_now * fit.pdf(x) * width)  # expected entries per bin
 
 
 def run_histograms(
@@ -277,29 +325,24 @@ def run_histograms(
     observe_list: Optional[Sequence[dict]],
     config_dict: Optional[dict],
     rb_info: dict,
+    fits: Optional[Mapping[str, Fit]] = None,
+    default_fits: Optional[Mapping[str, str]] = None,
 ) -> int:
     """Histogram the first source (every event) or observed buffer (a sample) until the end of the run.
 
+    ``fits`` and ``default_fits``: the fits this display is given (see :func:`parse_histograms`).
     Returns the number of events histogrammed.
     """
-    if source_list:
-        setup, role = source_list[0], "read"
-    elif observe_list:
-        setup, role = observe_list[0], "observe"
-    else:
-        raise ValueError(
-            "histogram_buffer: needs a buffer to read (or observe); give the function 'RB_x: read' in RB_assign"
-        )
-    names = [k for k, v in rb_info.items() if v == role]
-    buffer = names[0] if names else str(setup.get("name") or "buffer")
+    shown = display_input("histogram_buffer", source_list, observe_list, rb_info)
+    setup, role, buffer = shown.setup, shown.role, shown.buffer
     c = dict(config_dict or {})
-    specs = parse_histograms(c, field_names(setup["dtype"]), buffer)
+    specs = parse_histograms(c, shown.fields, buffer, fits, default_fits)
     title = str(c.get("title") or f"Histograms {buffer}")
     interval = max(0.2, float(c.get("interval", 2.0) or 2.0))
     # Yield the CPU to the DAQ. A reader group still gets its share (the scheduler
     # gives a niced process about a tenth of a busy core): plenty to copy the
     # fields of the events it histograms; its feed thread never waits for drawing.
-    _be_nice(int(c.get("nice", 10)), idle=role == "observe" and int(c.get("nice", 10)) > 0)
+    yield_cpu(int(c.get("nice", 10)), idle=role == "observe" and int(c.get("nice", 10)) > 0)
     feed = EventFeed(setup, [s.field for s in specs]).start()
     display = HistogramDisplay(specs, title)
     host = FigureHost(display.figure, title)

@@ -18,15 +18,15 @@ display process, default 10).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
+from mimocorb.gui.feeds import display_input, yield_cpu
 from mimocorb.gui.screen import FigureHost
 from mimocorb.gui.snapshots import DEFAULT_INTERVAL, SnapshotSchedule, snapshot_path
 
@@ -35,12 +35,6 @@ logger = logging.getLogger(__name__)
 #: Most points drawn per channel; longer traces are reduced to min/max pairs (peaks survive).
 MAX_POINTS = 2000
 COLORS = ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive"]
-
-
-def field_names(dtype: Any) -> list[str]:
-    """Field names of a buffer dtype as setup dicts give it (list of pairs, or a plain type: ``["data"]``)."""
-    d = np.dtype(dtype) if not isinstance(dtype, list) else np.dtype([tuple(x) for x in dtype])
-    return list(d.names) if d.names else ["data"]
 
 
 def min_max_reduce(y: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -210,16 +204,10 @@ def run_oscilloscope(observe_list: Sequence[dict], config_dict: Optional[dict], 
     """
     from mimocorb.mimo_buffer import Observer
 
-    if not observe_list:
-        raise ValueError(
-            "plot_buffer: needs a buffer to observe (observe_list is empty); "
-            "give the function 'RB_x: observe' in RB_assign"
-        )
-    setup = observe_list[0]
-    names = [k for k, v in rb_info.items() if v == "observe"]
-    buffer = names[0] if names else str(setup.get("name") or "buffer")
-    cfg = ScopeConfig.from_config(config_dict, field_names(setup["dtype"]), buffer)
-    _be_nice(cfg.nice, idle=cfg.nice > 0)
+    shown = display_input("plot_buffer", None, observe_list, rb_info, reads=False)
+    setup, buffer = shown.setup, shown.buffer
+    cfg = ScopeConfig.from_config(config_dict, shown.fields, buffer)
+    yield_cpu(cfg.nice, idle=cfg.nice > 0)
     observer = Observer(setup)
     scope = Oscilloscope(cfg, setup["values_per_slot"])
     host = FigureHost(scope.figure, cfg.title)
@@ -253,21 +241,3 @@ def run_oscilloscope(observe_list: Sequence[dict], config_dict: Optional[dict], 
         observer.close()
     logger.info("oscilloscope of %s ended after %d events shown", buffer, scope.events_shown)
     return scope.events_shown
-
-
-def _be_nice(increment: int, idle: bool = False) -> None:
-    """Lower this display process's priority so the DAQ gets the CPU first.
-
-    ``idle``: run only when a core would otherwise be idle (SCHED_IDLE, Linux), for
-    displays that hold nothing (observers): they can never slow the DAQ down."""
-    if idle and hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_IDLE"):
-        try:
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-            return
-        except OSError as exc:
-            logger.debug("SCHED_IDLE failed: %s", exc)
-    if increment > 0:
-        try:
-            os.nice(increment)
-        except OSError as exc:
-            logger.debug("nice(%d) failed: %s", increment, exc)

@@ -1,21 +1,21 @@
 """Whether a display can open a window, and the place its figure is shown.
 
-A display is *headless* when the environment variable ``MIMOCORB_HEADLESS`` is set
-(``mimocorb run --headless`` sets it for the workers) or there is no X display
-(``$DISPLAY`` unset). Headless displays draw on an off-screen Agg canvas and only
-write PNG snapshots; nothing needs a screen.
+A display is *headless* when the environment variable ``MIMOCORB_HEADLESS`` is set (the one
+channel by which a run started with ``--headless`` tells its workers,
+:data:`mimocorb.daq.worker.HEADLESS_ENV`) or there is no X display (``$DISPLAY`` unset).
+Headless displays draw on an off-screen Agg canvas and only write PNG snapshots; nothing
+needs a screen.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import Optional
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mimocorb.daq.run_control import HEADLESS_ENV  # set (to anything but "" or "0"): no windows
+from mimocorb.daq.worker import HEADLESS_ENV  # set (to anything but "" or "0"): no windows
 
 logger = logging.getLogger(__name__)
 
@@ -36,19 +36,18 @@ class FigureHost:
         The figure to show (created without pyplot).
     title : str
         Window title.
-    interactive : bool, optional
-        Open a window (default: when not :func:`headless`). If Tk cannot open one the
-        host falls back to off-screen drawing and logs a warning.
+
+    A window is opened unless :func:`headless`; if Tk cannot open one the host falls back
+    to off-screen drawing and logs a warning.
     """
 
-    def __init__(self, figure: Figure, title: str, interactive: Optional[bool] = None):
+    def __init__(self, figure: Figure, title: str):
         self.figure = figure
         self.title = title
         self.root = None
         self.canvas = None
         self._closed = False
-        want = (not headless()) if interactive is None else interactive
-        if want:
+        if not headless():
             try:
                 self._open_window()
             except Exception as exc:  # noqa: BLE001 - no Tk, no display, display refused: draw off screen

@@ -231,11 +231,7 @@ def _plots(
     ax.hist(t, bins=edges, histtype="stepfilled", alpha=0.5, label=f"decay times ({t.size})")
     if fit is not None:
         x = np.linspace(fit.t_min, fit.t_max, 400)
-        tau, f = fit.tau, fit.background_fraction
-        norm = tau * (math.exp(-fit.t_min / tau) - math.exp(-fit.t_max / tau))
-        pdf = (1 - f) * np.exp(-x / tau) / norm + f / (fit.t_max - fit.t_min)
-        label = f"fit: tau = {tau:.0f} +- {fit.tau_error:.0f} ns"
-        ax.plot(x, fit.n_used * (edges[1] - edges[0]) * pdf, "r-", label=label)
+        ax.plot(x, fit.n_used * (edges[1] - edges[0]) * fit.pdf(x), "r-", label=f"fit: {fit.describe()} ns")
         ax.axvline(fit.t_min, color="grey", ls=":", lw=1)
     ax.set_yscale("log")
     ax.set_xlabel("decay time (ns)")

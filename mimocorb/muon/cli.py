@@ -107,7 +107,7 @@ def run_demo(args: argparse.Namespace) -> int:
     Also used by ``mimocorb run`` without a setup file.
     """
     from mimocorb.daq.run_control import RunControl
-    from mimocorb.daq.setup_file import SetupError
+    from mimocorb.daq.setup_file import SetupFileError
     from mimocorb.muon.analysis import analyse_run, format_result
 
     prog = f"mimocorb {args.command}"
@@ -135,7 +135,7 @@ def run_demo(args: argparse.Namespace) -> int:
             status_interval=args.status_interval,
             shutdown_timeout=args.shutdown_timeout,
         )
-    except SetupError as exc:
+    except SetupFileError as exc:
         print(f"{prog}: invalid setup {setup}:", file=sys.stderr)
         for e in exc.errors:
             print(f"  {e}", file=sys.stderr)

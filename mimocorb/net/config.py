@@ -54,8 +54,10 @@ CURVE_KEYS = {"key", "server_key", "clients"}
 RUNNER_KEYS = {"directory_prefix", "setup_directory"}
 
 
-class ConfigError(NetError):
-    """A bad configuration of a bridge function; ``problems`` lists each, one per line."""
+class ConfigError(NetError, ValueError):
+    """A bad configuration of a bridge function; ``problems`` lists each, one per line.
+
+    A ``ValueError`` too: the error every packaged function's ``check_config`` raises."""
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
@@ -247,3 +249,38 @@ def _check_role_keys(role: str, extra: dict, problems: list) -> None:
         problems.append(f"on_sender_lost: expected 'wait' or 'end', got {extra['on_sender_lost']!r}")
     if not isinstance(extra.get("journal", True), bool):
         problems.append(f"journal: expected true or false, got {extra['journal']!r}")
+
+
+#: Each bridge function: its role and how many buffers it writes (its sink setups).
+FUNCTIONS = {
+    "send": ("sender", 0),
+    "receive": ("receiver", 1),
+    "publish": ("publisher", 0),
+    "subscribe": ("subscriber", 1),
+}
+
+
+def function_checker(function: str) -> Any:
+    """The ``check_config(config_dict, sink_setups)`` of bridge function ``function`` (``send``,
+    ``receive``, ``publish``, ``subscribe``), for the setup loader: it raises
+    :class:`ConfigError` (a ``ValueError``) naming every bad key, its value and what is expected
+    -- an endpoint, a key file, a mode (``on_sender_lost``), a number -- and a wrong number of
+    buffers written, before anything starts."""
+    role, writes = FUNCTIONS[function]
+
+    def check(config_dict: Optional[dict], sink_setups: Optional[list] = None) -> None:
+        got = len(sink_setups or [])
+        if got != writes:
+            mode = "read" if function == "send" else "observe" if function == "publish" else "write"
+            raise ConfigError(
+                [
+                    f"{function}: RB_assign: expected exactly one buffer in mode {mode!r}"
+                    + ("" if writes else " and none written")
+                    + f", got {got} buffer{'s' if got != 1 else ''} to write"
+                ]
+            )
+        check_config(role, config_dict, f"{function} config")
+
+    check.__name__ = check.__qualname__ = f"check_{function}_config"
+    check.__doc__ = f"Raise ConfigError (a ValueError) for a bad ``{function}`` configuration or buffer assignment."
+    return check

@@ -26,7 +26,7 @@ import numpy as np
 import zmq
 
 from mimocorb.mimo_buffer import Observer, Writer
-from mimocorb.net.config import LinkConfig, check_config
+from mimocorb.net.config import LinkConfig, check_config, function_checker
 from mimocorb.net.link import open_socket
 from mimocorb.net.protocol import VERSION, Layout, NetError
 from mimocorb.net.stats import LinkStats
@@ -222,3 +222,7 @@ def subscribe(
         sub.run()
     finally:
         sub.close()
+
+
+publish.check_config = function_checker("publish")
+subscribe.check_config = function_checker("subscribe")

@@ -29,7 +29,7 @@ import numpy as np
 import zmq
 
 from mimocorb.mimo_buffer import METADATA_DTYPE, Writer
-from mimocorb.net.config import LinkConfig, check_config
+from mimocorb.net.config import LinkConfig, check_config, function_checker
 from mimocorb.net.journal import Journal, journal_path
 from mimocorb.net.link import Node, Peer, new_session
 from mimocorb.net.protocol import (
@@ -437,3 +437,6 @@ def receive(
     with Receiver(sink_list[0], config_dict) as rx:
         logger.info("receiver %s on %s (session %x)", rx.cfg.name, ", ".join(rx.endpoints), rx.node.session)
         rx.run()
+
+
+receive.check_config = function_checker("receive")

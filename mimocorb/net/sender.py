@@ -29,7 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from mimocorb.mimo_buffer import Reader
-from mimocorb.net.config import LinkConfig, check_config
+from mimocorb.net.config import LinkConfig, check_config, function_checker
 from mimocorb.net.link import Node, Peer, new_session
 from mimocorb.net.protocol import (
     ACK,
@@ -385,3 +385,6 @@ def send(
     with Sender(source_list[0], config_dict) as tx:
         logger.info("sender %s on %s (session %x)", tx.cfg.name, ", ".join(tx.endpoints), tx.session)
         tx.run()
+
+
+send.check_config = function_checker("send")

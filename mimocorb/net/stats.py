@@ -2,19 +2,12 @@
 
 Each worker of ``send``, ``receive``, ``publish`` and ``subscribe`` keeps a
 :class:`LinkStats` and, when it runs in a run folder (``directory_prefix``), writes it
-to ``<run folder>/net-<role>-<name>.json`` every ``stats_interval`` seconds and when
-it ends (written to a temporary name and renamed: a reader never sees half a file).
+every ``stats_interval`` seconds and when it ends to the link statistics file whose
+format the run control defines (:mod:`mimocorb.daq.links`: ``net-<role>-<name>.json``).
 The run control reads them with :func:`collect_stats` for its status line
-(:func:`format_link_status`), ``summary.json`` and ``buffer_stats.csv``
-(:data:`CSV_FIELDS`).
-
-Counters (events unless named otherwise): ``sent`` (new events sent), ``resent``,
-``acked``, ``in_flight``, ``received`` (by a receiver, repeats included),
-``published``, ``duplicates`` (repeats skipped), ``reassigned`` (events of a lost
-receiver given to another), ``dropped`` (observer stream: events missed),
-``reconnects``, ``refused`` (peers or messages refused), ``bytes``, ``mb_per_s``
-(over the last interval), ``peers`` (name -> "up" / "lost"), ``buffer`` (the local
-buffer's name), ``state``.
+(:func:`format_link_status`), ``summary.json`` (``links``) and ``buffer_stats.csv``
+(:data:`CSV_FIELDS`, :func:`csv_row`); these are :mod:`mimocorb.daq.links`' own, named
+here too.
 """
 
 from __future__ import annotations
@@ -22,42 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-logger = logging.getLogger(__name__)
+from mimocorb.daq.links import COUNTERS, CSV_FIELDS, collect_stats, csv_row, format_link_status, link_file
 
-COUNTERS = (
-    "sent",
-    "resent",
-    "acked",
-    "in_flight",
-    "received",
-    "published",
-    "duplicates",
-    "reassigned",
-    "dropped",
-    "reconnects",
-    "refused",
-    "bytes",
-)
-#: The columns a run control adds to ``buffer_stats.csv`` per link (see :func:`csv_row`).
-CSV_FIELDS = (
-    "link",
-    "role",
-    "buffer",
-    "sent",
-    "acked",
-    "resent",
-    "in_flight",
-    "received",
-    "published",
-    "duplicates",
-    "reconnects",
-    "mb_per_s",
-)
+logger = logging.getLogger(__name__)
 
 
 class LinkStats:
@@ -83,7 +47,7 @@ class LinkStats:
         self.peers: dict[str, str] = {}
         self.state = "starting"
         self.interval = interval
-        self.path = None if run_folder is None else Path(run_folder) / f"net-{role}-{_safe(name)}.json"
+        self.path = None if run_folder is None else link_file(run_folder, role, name)
         self._t_last = time.monotonic()
         self._bytes_last = 0
         self.mb_per_s = 0.0
@@ -124,43 +88,4 @@ class LinkStats:
             logger.warning("cannot write link statistics %s: %s", self.path, exc)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-
-
-def collect_stats(run_folder: str | os.PathLike) -> dict[str, dict]:
-    """Every link's latest statistics in a run folder: ``{"<role> <name>": stats}``.
-
-    For the run control (status line, ``summary.json``, ``buffer_stats.csv``); a file
-    that cannot be read (being replaced, removed) is skipped."""
-    out = {}
-    for p in sorted(Path(run_folder).glob("net-*.json")):
-        try:
-            s = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        out[f"{s.get('role')} {s.get('link')}"] = s
-    return out
-
-
-def format_link_status(stats: dict[str, dict]) -> str:
-    """One short text per link for the status line, e.g.
-    ``send host/send: sent 120000 acked 119488 resent 0 in flight 512 reconn 0 52.1 MB/s``."""
-    parts = []
-    for s in stats.values():
-        if s["role"] == "sender":
-            body = (
-                f"sent {s['sent']} acked {s['acked']} resent {s['resent']} in flight {s['in_flight']} "
-                f"reconn {s['reconnects']}"
-            )
-        elif s["role"] == "receiver":
-            body = f"received {s['received']} published {s['published']} dup {s['duplicates']} reconn {s['reconnects']}"
-        else:
-            body = f"events {s['published'] or s['sent']} dropped {s['dropped']}"
-        parts.append(f"{s['role']} {s['link']}: {body} {s['mb_per_s']:.1f} MB/s")
-    return "; ".join(parts)
-
-
-def csv_row(stats: dict) -> dict:
-    """The :data:`CSV_FIELDS` of one link's statistics."""
-    return {k: stats.get(k, "") for k in CSV_FIELDS}
+__all__ = ["LinkStats", "COUNTERS", "CSV_FIELDS", "collect_stats", "csv_row", "format_link_status"]

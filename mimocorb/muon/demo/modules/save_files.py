@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mimocorb.buffer_control import rb_toTxtfile, rb_toWaveformfile, rbExport
-from mimocorb.daq.exporters import NpyWaveformWriter
+from mimocorb.exporters.waveforms import NpyWaveformWriter
 
 
 def save_decays(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info):

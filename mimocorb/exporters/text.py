@@ -1,0 +1,103 @@
+"""Text tables: one row per event, the metadata columns (counter, timestamp, deadtime)
+then the buffer's fields; tab-separated ``<filename>.txt`` as in mimoCoRB 1.x, or with
+``sep: ","`` ``<filename>.csv``. Flushed at least once a second, so the file is readable
+while the run goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from mimocorb.exporters.files import METADATA_COLUMNS, FileExporter, Flushing, create_file, field_layout
+
+
+class TextTableWriter(Flushing):
+    """A delimited text table with a header line, flushed at least every ``flush_interval`` s."""
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[str], sep: str = "\t", flush_interval: float = 1.0):
+        self.path = Path(path)
+        self.sep = sep
+        self.columns = list(columns)
+        self.flush_interval = flush_interval
+        self.rows = 0
+        if len(set(self.columns)) != len(self.columns):
+            twice = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            raise ValueError(f"{self.path.name}: column names {twice} appear twice; a header must name each once")
+        self._file = create_file(self.path, (sep.join(self.columns) + "\n").encode("utf-8"), text=True)
+        self._last_flush = time.monotonic()
+
+    def write(self, values: Sequence[Any]) -> None:
+        """Append one row; ``values`` are formatted with ``str`` (NumPy scalars round-trip)."""
+        if len(values) != len(self.columns):
+            raise ValueError(
+                f"{self.path.name}: row has {len(values)} values, expected {len(self.columns)} "
+                f"({', '.join(self.columns)})"
+            )
+        self._file.write(self.sep.join(map(str, values)) + "\n")
+        self.rows += 1
+        self._flush_if_due()
+
+    def flush(self) -> None:
+        """Write what is buffered to the file."""
+        self._file.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+    def __enter__(self) -> TextTableWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class rb_toTxtfile(FileExporter):
+    """Export a buffer with one value per field to a text table (called with ``()``).
+
+    Config: ``filename`` (without suffix), ``header_alias`` (column name -> header
+    text), ``sep`` (default tab, giving ``.txt``; any other separator gives ``.csv``).
+    """
+
+    def __init__(self, source_list=None, config_dict=None, **rb_info):
+        sep = (config_dict or {}).get("sep", "\t")
+        self.suffix = ".txt" if sep == "\t" else ".csv"
+        super().__init__(source_list, config_dict, **rb_info)
+        self.sep = sep
+        if self.values_per_slot != 1:
+            raise ValueError(
+                f"rb_toTxtfile: buffer {self.source_name} has {self.values_per_slot} values per slot; a text table "
+                f"holds one value per field (channel_per_slot: 1); use rb_toParquetfile or rb_toWaveformfile"
+            )
+        alias = self.config_dict.get("header_alias", {}) or {}
+        names = METADATA_COLUMNS + [c for c, _ in field_layout(self.dtype)]
+        self.header = [str(alias.get(n, n)) for n in names]
+
+    def _open(self) -> TextTableWriter:
+        return TextTableWriter(self.path, self.header, self.sep, self.flush_interval)
+
+    def _put(self, out: TextTableWriter, data: np.ndarray, md: tuple) -> None:
+        rec = data[0]
+        values = list(rec) if self.dtype.names else [rec]
+        out.write([int(md[0]), repr(float(md[1])), repr(float(md[2])), *values])
+
+
+def save_to_txt(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info) -> None:
+    """Packaged sink: every event of the first source buffer as a row of a text table.
+
+    For a buffer with one value per field (``channel_per_slot: 1``). Config keys:
+    ``filename`` (default: the buffer name; ``.txt``, or ``.csv`` with another ``sep``),
+    ``sep`` (default tab), ``header_alias`` (column name -> header text),
+    ``flush_interval`` (s, default 1.0), ``max_events`` (write only the first N events;
+    the rest are read and dropped; 0: all).
+    """
+    rb_toTxtfile(source_list=source_list, config_dict=config_dict, **rb_info)()
+
+
+__all__ = ["TextTableWriter", "rb_toTxtfile", "save_to_txt"]
