@@ -61,6 +61,11 @@ class Worker:
     def failed(self) -> bool:
         return self.error is not None
 
+    @property
+    def terminated(self) -> bool:
+        """True if the run control had to end it (timed out, or killed)."""
+        return self.ended_by in (TIMED_OUT, KILLED)
+
     def judge(self, traceback_text: Optional[str]) -> None:
         """Set ``error`` from how the process ended (call once it has ended)."""
         code = self.process.exitcode if self.started else 0

@@ -1,4 +1,5 @@
-"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary."""
+"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary
+(built by :func:`run_summary`, shown by :func:`format_summary`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,50 @@ class BufferTotals:
             }
             for name, b in self.last.items()
         }
+
+
+def run_summary(
+    run: dict[str, Any],
+    active_time: float,
+    totals: BufferTotals,
+    workers: Sequence[Any],
+    retired: dict[tuple[str, int], str],
+    failures: dict[str, str],
+    files: list[dict],
+    exit_code: Optional[int],
+) -> dict[str, Any]:
+    """The run's ``summary.json``: ``run`` (the facts of the run: setup file, run folder, times,
+    stop reason, start method), then per buffer (``totals`` over the ``active_time`` in s, with the reader groups of the
+    ``workers`` and whether they were ``retired``), the exporters' ``files``, per worker (a
+    :class:`~mimocorb.daq.processes.Worker`, with the traceback it reported in ``failures``)
+    and the ``exit_code``."""
+    consumers: dict[tuple[str, int], dict] = {}
+    for w in workers:
+        for b, g in w.groups.items():
+            c = consumers.setdefault((b, g), {"function": w.spec.fkt_name, "key": w.spec.key, "workers": []})
+            c["workers"].append(w.name)
+            c["retired"] = (b, g) in retired
+    return {
+        **run,
+        "buffers": totals.summary(active_time, consumers),
+        "files": sorted(files, key=lambda f: f["path"]),
+        "workers": [
+            {
+                "name": w.name,
+                "function": w.spec.fkt_name,
+                "pid": w.process.pid,
+                "exitcode": w.process.exitcode,
+                "failed": w.failed,
+                "ended_by": w.ended_by or None,
+                "terminated": w.terminated,
+                "held": w.held,
+                "error": w.error,
+                "traceback": failures.get(w.name),
+            }
+            for w in workers
+        ],
+        "exit_code": exit_code,
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
