@@ -30,27 +30,17 @@ loads no buffer or plotting library.
 
 from __future__ import annotations
 
-import importlib
+from mimocorb._lazy import lazy_functions
 
-#: The demo's worker functions -> the module that defines them.
-FUNCTIONS = {
-    "calculate_decay_time": "mimocorb.demo.modules.muon_filter",
-    "save_decays": "mimocorb.demo.modules.save_files",
-    "save_decays_up": "mimocorb.demo.modules.save_files",
-    "save_decays_down": "mimocorb.demo.modules.save_files",
-    "plot_waveform": "mimocorb.demo.modules.displays",
-    "plot_histograms": "mimocorb.demo.modules.displays",
-    "simulation_source": "mimocorb.sources.simulated",
+_MODULES = {
+    "mimocorb.demo.modules.muon_filter": ("calculate_decay_time",),
+    "mimocorb.demo.modules.save_files": ("save_decays", "save_decays_up", "save_decays_down"),
+    "mimocorb.demo.modules.displays": ("plot_waveform", "plot_histograms"),
+    "mimocorb.sources.simulated": ("simulation_source",),
 }
+#: The demo's worker functions -> the module that defines them.
+FUNCTIONS = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = list(FUNCTIONS)
 
-
-def __getattr__(name: str):
-    if name in FUNCTIONS:
-        return getattr(importlib.import_module(FUNCTIONS[name]), name)
-    raise AttributeError(f"module 'mimocorb.demo' has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_functions(__name__, FUNCTIONS)
