@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from mimocorb.gui import histograms as _histograms
-from mimocorb.gui.feeds import display_input
+from mimocorb.gui.feeds import DisplayCall
 from mimocorb.gui.histograms import HistogramDisplay, HistogramSpec, run_histograms
 from mimocorb.muon.lifetime import fit_lifetime_in_range
 
@@ -33,7 +33,7 @@ def parse_histograms(config_dict: Optional[dict], fields: Sequence[str], buffer:
     return _histograms.parse_histograms(config_dict, fields, buffer, FITS, DEFAULT_FITS)
 
 
-class histogram_buffer:
+class histogram_buffer(DisplayCall):
     """Live histograms of the first source (or observed) buffer (1.x interface).
 
     Parameters
@@ -54,19 +54,7 @@ class histogram_buffer:
     their number.
     """
 
-    def __init__(
-        self,
-        source_list: Optional[list] = None,
-        sink_list: Optional[list] = None,
-        observe_list: Optional[list] = None,
-        config_dict: Optional[dict] = None,
-        **rb_info: str,
-    ):
-        display_input("histogram_buffer", source_list, observe_list, rb_info)  # a missing buffer fails here
-        self.source_list = source_list
-        self.observe_list = observe_list
-        self.config_dict = config_dict if config_dict is not None else {}
-        self.rb_info = rb_info
+    who = "histogram_buffer"
 
     def __call__(self) -> int:
         return run_histograms(self.source_list, self.observe_list, self.config_dict, self.rb_info, FITS, DEFAULT_FITS)

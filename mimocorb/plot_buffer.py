@@ -14,13 +14,11 @@ and ``RB_assign: {RB_1: observe}``.
 
 from __future__ import annotations
 
-from typing import Optional
-
-from mimocorb.gui.feeds import display_input
+from mimocorb.gui.feeds import DisplayCall
 from mimocorb.gui.oscilloscope import Oscilloscope, ScopeConfig, run_oscilloscope
 
 
-class plot_buffer:
+class plot_buffer(DisplayCall):
     """Oscilloscope display of the first observed buffer (1.x interface).
 
     Parameters
@@ -40,18 +38,8 @@ class plot_buffer:
     closed) and returns the number of events shown.
     """
 
-    def __init__(
-        self,
-        source_list: Optional[list] = None,
-        sink_list: Optional[list] = None,
-        observe_list: Optional[list] = None,
-        config_dict: Optional[dict] = None,
-        **rb_info: str,
-    ):
-        display_input("plot_buffer", None, observe_list, rb_info, reads=False)  # a missing buffer fails here
-        self.observe_list = observe_list
-        self.config_dict = config_dict if config_dict is not None else {}
-        self.rb_info = rb_info
+    who = "plot_buffer"
+    reads = False
 
     def __call__(self) -> int:
         return run_oscilloscope(self.observe_list, self.config_dict, self.rb_info)

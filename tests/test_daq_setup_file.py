@@ -400,6 +400,28 @@ def test_unknown_function_of_a_module_lists_what_it_offers(chain, site):
     )
 
 
+def test_unknown_function_of_a_packaged_module_lists_what_it_offers(chain):
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "mimocorb.exporters"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "save_parket"
+    setup = write_setup(chain, d)
+    with pytest.raises(SetupFileError) as info:
+        load_setup(setup)
+    (err,) = info.value.errors
+    assert err.startswith(
+        f"{setup}: Functions[3].Fkt_3.fkt_name: module 'mimocorb.exporters' has no function 'save_parket'"
+    )
+    assert "save_parquet" in err and "save_to_txt" in err
+
+
+def test_packaged_demo_functions_are_found_by_module_name(chain):
+    d = base(chain)
+    d["Functions"][3]["Fkt_3"]["file_name"] = "mimocorb.demo"
+    d["Functions"][3]["Fkt_3"]["fkt_name"] = "save_decays"
+    f = {x.key: x for x in load_setup(write_setup(chain, d)).functions}["Fkt_3"]
+    assert f.module.name == "mimocorb.demo" and f.module_path is None
+
+
 def test_a_path_with_a_slash_is_never_a_module_name(chain, site):
     _labpkg(site)
     d = base(chain)

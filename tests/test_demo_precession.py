@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from mimocorb.muon.analysis import PLOT_PRECESSION, analyse_run, format_result
+from mimocorb.demo.analysis import PLOT_PRECESSION, analyse_run, format_result
 from mimocorb.muon.simulator import A_SPIN, T_SPIN_NS, pulseSimulator
 
 HEADER = "counter,timestamp,deadtime,decay_time"

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from daq_helpers import pid_alive, read_table, run_cli, run_folder, summary
 
-from mimocorb.muon.analysis import analyse_run, read_decays
-from mimocorb.muon.cli import DEMO_DIR, copy_demo
+from mimocorb.demo.analysis import analyse_run, read_decays
+from mimocorb.demo.command import DEMO_DIR, copy_demo
 from mimocorb.muon.pulse_finder import PulseFinder
 from mimocorb.muon.simulator import TAU_MU_NS, pulseSimulator
 
@@ -137,6 +137,33 @@ def test_copy_then_run_the_copy(tmp_path):
     r = run_cli(["demo", "--setup", dst / "setup.yaml", "--output", tmp_path / "out", "--headless", "-qq"], timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     _check_run_folder(run_folder(tmp_path / "out"), r.stdout)
+
+
+def test_packaged_setup_names_packaged_functions_and_the_copy_names_its_files(tmp_path):
+    from mimocorb.daq.setup_file import load_setup
+
+    packaged = load_setup(DEMO_DIR / "setup.yaml")
+    assert all(f.module_path is None for f in packaged.functions)  # no file of the user's
+    assert {f.file_name for f in packaged.functions} == {"mimocorb.sources", "mimocorb.demo", "mimocorb.exporters"}
+    copy_demo(tmp_path)
+    copied = {f.fkt_name: f for f in load_setup(tmp_path / "setup.yaml").functions}
+    for f in packaged.functions:
+        c = copied[f.fkt_name]
+        if f.file_name == "mimocorb.demo":  # the demo's own functions: the template's files, to edit
+            assert c.module_path is not None and c.module_path.parent == tmp_path / "modules"
+        else:
+            assert c.file_name == f.file_name
+
+
+def test_template_refuses_a_demo_function_outside_its_modules():
+    from mimocorb.demo.command import template_setup
+
+    good = "  - Fkt_2:\n      file_name: mimocorb.demo\n      fkt_name: calculate_decay_time\n"
+    assert "file_name: modules/muon_filter\n" in template_setup(good)
+    with pytest.raises(ValueError, match="simulation_source is not a function of the demo's modules"):
+        template_setup(good.replace("calculate_decay_time", "simulation_source"))
+    with pytest.raises(ValueError, match="not followed by its fkt_name"):
+        template_setup("  - Fkt_2:\n      file_name: mimocorb.demo\n      num_process: 2\n")
 
 
 def test_copy_demo_lists_what_it_wrote(tmp_path):

@@ -229,7 +229,7 @@ def test_calculate_decay_time_with_ring_buffers():
     import threading
 
     mimo_buffer = pytest.importorskip("mimocorb.mimo_buffer")
-    from mimocorb.muon.pulse_finder import calculate_decay_time
+    from mimocorb.demo.per_event import decay_time_per_event as calculate_decay_time
 
     sim_cfg = {
         "number_of_samples": N,

@@ -66,7 +66,7 @@ def test_unknown_keys_are_reported(caplog):
 
 
 def test_simulator_is_the_demos_source():
-    from mimocorb.muon.demo.modules import muon_source
+    from mimocorb import demo as muon_source
     from mimocorb.sources import simulated
 
     assert simulated.simulation_source is muon_source.simulation_source

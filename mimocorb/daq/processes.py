@@ -70,6 +70,11 @@ class Worker:
     def failed(self) -> bool:
         return self.error is not None
 
+    @property
+    def terminated(self) -> bool:
+        """True if the run control had to end it (timed out, or killed)."""
+        return self.ended_by in (TIMED_OUT, KILLED)
+
     def summary(self, traceback_text: Optional[str], tracebacks: dict[Optional[int], str]) -> dict[str, Any]:
         """This worker in ``summary.json``; ``tracebacks`` (pid -> text) names what replaced processes reported."""
         restarted = []
@@ -85,7 +90,7 @@ class Worker:
             "exitcode": self.process.exitcode,
             "failed": self.failed,
             "ended_by": self.ended_by or None,
-            "terminated": self.ended_by in (TIMED_OUT, KILLED),
+            "terminated": self.terminated,
             "held": self.held,
             "error": self.error,
             "traceback": traceback_text,

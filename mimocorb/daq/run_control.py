@@ -1,6 +1,6 @@
 """Run a whole DAQ from a setup file: buffers, worker processes, run control, shutdown.
 
-:class:`RunControl` (1.x name :class:`run_mimoDAQ`) validates the setup file, creates
+:class:`RunControl` (1.x: :class:`mimocorb.buffer_control.run_mimoDAQ`) validates the setup file, creates
 the run folder and the buffers, starts one process per worker (consumers before the
 sources), shows a live status and ends the run when the run time or event count is
 reached, the sources are exhausted, a worker fails, or on Ctrl-C, SIGTERM or the
@@ -60,7 +60,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mimocorb.daq.console import KEY_HELP, Console, KeyboardControl
-from mimocorb.daq.links import collect_stats, summary_entry
+from mimocorb.daq.links import collect_stats
 from mimocorb.daq.processes import Worker, describe_held, make_workers, start_workers
 from mimocorb.daq.run_folder import RunFolder
 from mimocorb.daq.run_log import RunLog
@@ -74,6 +74,7 @@ from mimocorb.daq.status import (
     WorkerState,
     format_status,
     format_summary,
+    run_summary,
 )
 from mimocorb.daq.supervise import GroupKeepers, Restarts, exit_cause, retire_ended_consumers
 
@@ -554,48 +555,28 @@ class RunControl:
         self.buffers.clear()
 
     def _make_summary(self) -> dict[str, Any]:
-        elapsed = time.monotonic() - self._t_start if self._t_start else 0.0
         active = self.active_time()
-        consumers = {}
-        for w in self.workers:
-            for b, g in w.groups.items():
-                c = consumers.setdefault((b, g), {"function": w.spec.fkt_name, "key": w.spec.key, "workers": []})
-                c["workers"].append(w.name)
-                c["retired"] = (b, g) in self._retired
-        return {
-            "setup_file": str(self.setup_spec.path),
-            "run_folder": str(self.run_folder.path) if self.run_folder else None,
-            "start_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._wall_start)),
-            "run_time_s": round(elapsed, 3),
-            "active_time_s": round(active, 3),
-            "paused_s": round(self._paused_total, 3),
-            "stop_reason": self.stop_reason,
-            "start_method": self.ctx.get_start_method(),
-            "buffers": self._watch.totals.summary(active, consumers),
-            "files": sorted(self.files, key=lambda f: f["path"]),
-            "links": {k: summary_entry(v) for k, v in self._status.links.items()},
-            "workers": [w.summary(self.failures.get(w.name), self._tracebacks) for w in self.workers],
-            "exit_code": self.exit_code,
-        }
+        return run_summary(
+            {
+                "setup_file": str(self.setup_spec.path),
+                "run_folder": str(self.run_folder.path) if self.run_folder else None,
+                "start_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self._wall_start)),
+                "run_time_s": round(time.monotonic() - self._t_start if self._t_start else 0.0, 3),
+                "active_time_s": round(active, 3),
+                "paused_s": round(self._paused_total, 3),
+                "stop_reason": self.stop_reason,
+                "start_method": self.ctx.get_start_method(),
+            },
+            active,
+            self._watch.totals,
+            self.workers,
+            self._retired,
+            self.failures,
+            self.files,
+            self.exit_code,
+            links=self._status.links,
+            tracebacks=self._tracebacks,
+        )
 
 
-class run_mimoDAQ(RunControl):
-    """mimoCoRB 1.x entry point: ``run_mimoDAQ(setup_file).setup()`` then ``.run()``.
-
-    Parameters
-    ----------
-    setup_filename : str
-        The setup YAML file.
-    verbose : int
-        As 1.x: 0 quiet, 1 status, 2 status and layout.
-    debug : bool
-        Debug logging.
-    **options
-        Any keyword option of :class:`RunControl`.
-    """
-
-    def __init__(self, setup_filename: str | Path, verbose: int = 2, debug: bool = False, **options: Any):
-        super().__init__(setup_filename, verbose, debug, **options)
-
-
-__all__ = ["RunControl", "run_mimoDAQ", "Worker"]
+__all__ = ["RunControl", "Worker"]

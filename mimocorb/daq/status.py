@@ -1,4 +1,5 @@
-"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary.
+"""Live status of a run: buffer snapshots, the status line, the statistics CSV, the summary
+(built by :func:`run_summary`, shown by :func:`format_summary`).
 
 Links to other hosts (workers that write link statistics files, :mod:`mimocorb.daq.links`)
 appear in all three: after the buffers in the status line, as rows of their own in the CSV
@@ -12,9 +13,9 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
-from mimocorb.daq.links import CSV_FIELDS, csv_row, format_link_status
+from mimocorb.daq.links import CSV_FIELDS, csv_row, format_link_status, summary_entry
 
 logger = logging.getLogger(__name__)
 
@@ -276,6 +277,40 @@ class BufferTotals:
             }
             for name, b in self.last.items()
         }
+
+
+def run_summary(
+    run: dict[str, Any],
+    active_time: float,
+    totals: BufferTotals,
+    workers: Sequence[Any],
+    retired: dict[tuple[str, int], str],
+    failures: dict[str, str],
+    files: list[dict],
+    exit_code: Optional[int],
+    links: Optional[dict[str, dict]] = None,
+    tracebacks: Optional[dict[Optional[int], str]] = None,
+) -> dict[str, Any]:
+    """The run's ``summary.json``: ``run`` (the facts of the run: setup file, run folder, times,
+    stop reason, start method), then per buffer (``totals`` over the ``active_time`` in s, with the reader groups of the
+    ``workers`` and whether they were ``retired``), the exporters' ``files``, per worker (a
+    :class:`~mimocorb.daq.processes.Worker`, with the traceback it reported in ``failures`` and
+    those of its replaced processes in ``tracebacks``, pid -> text), the ``links`` to other
+    hosts (name -> statistics) and the ``exit_code``."""
+    consumers: dict[tuple[str, int], dict] = {}
+    for w in workers:
+        for b, g in w.groups.items():
+            c = consumers.setdefault((b, g), {"function": w.spec.fkt_name, "key": w.spec.key, "workers": []})
+            c["workers"].append(w.name)
+            c["retired"] = (b, g) in retired
+    return {
+        **run,
+        "buffers": totals.summary(active_time, consumers),
+        "files": sorted(files, key=lambda f: f["path"]),
+        "links": {k: summary_entry(v) for k, v in (links or {}).items()},
+        "workers": [w.summary(failures.get(w.name), tracebacks or {}) for w in workers],
+        "exit_code": exit_code,
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:

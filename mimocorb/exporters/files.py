@@ -68,13 +68,23 @@ def create_file(path: Path, header: bytes = b"", text: bool = False) -> Any:
 
 
 class Flushing:
-    """Flush at least every ``flush_interval`` seconds: after a write, and when called idle."""
+    """A file writer that flushes at least every ``flush_interval`` seconds (after a write, and
+    when called idle) and closes its file at the end of a ``with`` block."""
 
     flush_interval: float
     _last_flush: float
 
     def flush(self) -> None:  # pragma: no cover - every writer defines it
         raise NotImplementedError
+
+    def close(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _flush_if_due(self) -> None:
         if time.monotonic() - self._last_flush >= self.flush_interval:

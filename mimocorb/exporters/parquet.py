@@ -103,12 +103,6 @@ class ParquetTableWriter(Flushing):
                     self._writer = None
                     self._sink.close()
 
-    def __enter__(self) -> ParquetTableWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toParquetfile(FileExporter):
     """Export a buffer to one Parquet file ``<filename>.parquet`` (called with ``()``)."""

@@ -51,12 +51,6 @@ class TextTableWriter(Flushing):
         if not self._file.closed:
             self._file.close()
 
-    def __enter__(self) -> TextTableWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toTxtfile(FileExporter):
     """Export a buffer with one value per field to a text table (called with ``()``).

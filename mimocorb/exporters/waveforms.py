@@ -80,12 +80,6 @@ class NpyWaveformWriter(Flushing):
             finally:
                 self._file.close()
 
-    def __enter__(self) -> NpyWaveformWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toWaveformfile(FileExporter):
     """Export whole slots (waveforms) to one ``<filename>.npy`` file (called with ``()``)."""

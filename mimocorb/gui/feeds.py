@@ -88,6 +88,30 @@ def display_input(
     return DisplayInput(setup, role, names[0] if names else str(setup.get("name") or "buffer"))
 
 
+class DisplayCall:
+    """The 1.x interface of a display: made with the worker function's arguments (a missing
+    buffer fails here, :func:`display_input`), then called with ``()`` to show events until
+    the run ends. A subclass sets ``who`` (its name, for errors), ``reads`` (False for a
+    display that only observes) and defines ``__call__``."""
+
+    who = "display"
+    reads = True
+
+    def __init__(
+        self,
+        source_list: Optional[list] = None,
+        sink_list: Optional[list] = None,
+        observe_list: Optional[list] = None,
+        config_dict: Optional[dict] = None,
+        **rb_info: str,
+    ):
+        display_input(self.who, source_list if self.reads else None, observe_list, rb_info, reads=self.reads)
+        self.source_list = source_list if self.reads else None
+        self.observe_list = observe_list
+        self.config_dict = config_dict if config_dict is not None else {}
+        self.rb_info = rb_info
+
+
 def yield_cpu(increment: int, idle: bool = False) -> None:
     """Lower this display process's priority so the DAQ gets the CPU first.
 

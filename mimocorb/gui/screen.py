@@ -91,21 +91,22 @@ class FigureHost:
         """Redraw the figure in its window (off screen: nothing, snapshots draw for themselves)."""
         if self.root is None:
             return
-        try:
-            self.canvas.draw()
-            self.root.update()
-        except Exception as exc:  # noqa: BLE001 - the window went away under us
-            logger.debug("%s: window update failed: %s", self.title, exc)
-            self._closed = True
-            self.root = None
+        self._update(draw=True)
 
     def process_events(self) -> None:
         """Let the window react (resize, close) between refreshes."""
         if self.root is None:
             return
+        self._update(draw=False)
+
+    def _update(self, draw: bool) -> None:
+        """Redraw (``draw``) and let the window react; a window gone under us counts as closed."""
         try:
+            if draw:
+                self.canvas.draw()
             self.root.update()
-        except Exception:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - the window went away under us
+            logger.debug("%s: window update failed: %s", self.title, exc)
             self._closed = True
             self.root = None
 

@@ -24,7 +24,7 @@ needs them, with an error naming the pip extra when one is missing.
 
 from __future__ import annotations
 
-import importlib
+from mimocorb._lazy import lazy_functions
 
 _SOURCES = {
     "scpi_scope": "mimocorb.sources.scpi",
@@ -36,12 +36,4 @@ _SOURCES = {
 
 __all__ = list(_SOURCES)
 
-
-def __getattr__(name: str):
-    if name in _SOURCES:
-        return getattr(importlib.import_module(_SOURCES[name]), name)
-    raise AttributeError(f"module 'mimocorb.sources' has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + __all__)
+__getattr__, __dir__ = lazy_functions(__name__, _SOURCES)

@@ -12,8 +12,8 @@ Metadata (counter, timestamp, deadtime) of the raw event is passed on. Several
 processes share the work (``num_process`` in the setup): each takes batches of up to
 ``batch_size`` consecutive events (a read-only view of the ring-buffer slots, no copy)
 and analyses them together, which shares the fixed cost of the analysis among them.
-``batch_size: 1`` analyses event by event, exactly as the 1.x function built on
-``rbTransfer`` did (``mimocorb.muon.pulse_finder.calculate_decay_time``); the results
+``batch_size: 1`` analyses event by event, exactly as the 1.x form built on
+``rbTransfer`` does (:func:`mimocorb.demo.per_event.decay_time_per_event`); the results
 are the same.
 
 Config: the ``calculate_decay_time`` block (see :class:`~mimocorb.muon.pulse_finder.PulseFinder`)

@@ -1,0 +1,1 @@
+"""The muon demo's worker modules (``mimocorb demo --copy`` puts them into a template)."""
