@@ -19,7 +19,7 @@ def _subparsers(parser):
 
 def test_commands_come_from_the_entry_point_group():
     commands = load_commands()
-    assert list(commands) == ["cleanup", "demo", "run"]  # sorted by name
+    assert list(commands) == ["cleanup", "demo", "keys", "run"]  # sorted by name
     for cmd in commands.values():
         assert cmd.help and callable(cmd.add_arguments) and callable(cmd.run)
     assert type(commands["demo"]).__module__ == "mimocorb.demo.command"
