@@ -16,7 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from mimocorb.daq.exporters import NpyWaveformWriter, ParquetTableWriter
+from mimocorb.exporters.parquet import ParquetTableWriter
+from mimocorb.exporters.waveforms import NpyWaveformWriter
 from mimocorb.sources import replay
 from tests.daq_helpers import run_cli, run_folder, summary
 from tests.source_helpers import SourceRun

@@ -210,7 +210,8 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
     items = single_key_items(chk, "Functions", raw.get("Functions", []))
     main = read_main(chk, items, setup_dir)
     found = read_functions(chk, items, setup_dir, declared, main, fconfigs)
-    failed = check_imports(chk, found, setup_dir, import_timeout) if check_functions and found else set()
+    specs = [b for _, b in buffers]
+    failed = check_imports(chk, found, setup_dir, import_timeout, specs) if check_functions and found else set()
     functions = [f for _, f in found if f.key not in failed]
     check_capacity(chk, buffers, functions)
     _warn_unused(chk, declared, functions)
