@@ -151,7 +151,7 @@ class FileExporter(ReaderAccess):
             clash = [n for n in (layout.dtype.names or ()) if n in METADATA_COLUMNS]
             if clash:
                 raise ValueError(
-                    f"{cls.function}: {layout.describe()} has fields named like the metadata columns "
+                    f"{cls.function}: buffer {layout.name} has fields named like the metadata columns "
                     f"({', '.join(clash)}); its file would have two columns of one name: rename the fields"
                 )
         cls._check_format(cfg, layout)
@@ -192,6 +192,7 @@ class FileExporter(ReaderAccess):
 
     def __call__(self) -> None:
         written = True  # the event in hand (if any) is in the file
+        kept = 0  # events handed to the writer (its `rows` may not count those it still collects)
         out = self._open()
         try:
             with out:
@@ -199,11 +200,12 @@ class FileExporter(ReaderAccess):
                     if item is None:
                         out.idle()  # no event for a while: the file is still flushed on time
                         continue
-                    if self.max_events and out.rows >= self.max_events:
+                    if self.max_events and kept >= self.max_events:
                         continue  # read and dropped: consumed, not written
                     written = False
                     with finish_after():  # a request to finish waits until the event is in the file
                         self._put(out, *item)
+                        kept += 1
                         written = True
         except WorkerTerminated:
             if written:
