@@ -106,7 +106,12 @@ class Hdf5Writer(Flushing):
         self.flush_interval = flush_interval
         self.rows = 0  # events in the datasets (on disk from the next flush on)
         self._md = np.zeros(self.chunk_events, dtype=METADATA_DTYPE)
-        self._data = np.zeros((self.chunk_events, self.values_per_slot), dtype=self.dtype)
+        # one contiguous block per field: what a dataset takes without another copy
+        self._fields = field_layout(self.dtype)
+        self._cols = [
+            np.zeros((self.chunk_events, self.values_per_slot), dtype=self.dtype[f] if f else self.dtype)
+            for _, f in self._fields
+        ]
         self._n = 0  # events collected in memory, not yet in the datasets
         # The file is made complete (datasets, attributes) aside and linked into place: it
         # appears with its layout, and an existing file of that name is never touched.
@@ -129,14 +134,14 @@ class Hdf5Writer(Flushing):
 
     def _make_layout(self, attrs: Mapping[str, Any], compression: Optional[str]) -> None:
         f, vps, n = self._f, self.values_per_slot, self.chunk_events
-        self._columns: list[tuple[Any, Optional[str]]] = []  # (dataset, field; None: the plain slot)
+        self._datasets = []  # one per field, in the order of self._fields
         for c in METADATA_COLUMNS:
             f.create_dataset(c, shape=(0,), maxshape=(None,), dtype=METADATA_DTYPE[c], chunks=(n,))
-        for col, fld in field_layout(self.dtype):
+        for col, fld in self._fields:
             t = self.dtype[fld] if fld else self.dtype
             shape, maxshape, chunks = ((0,), (None,), (n,)) if vps == 1 else ((0, vps), (None, vps), (n, vps))
             ds = f.create_dataset(col, shape=shape, maxshape=maxshape, dtype=t, chunks=chunks, compression=compression)
-            self._columns.append((ds, fld))
+            self._datasets.append(ds)
         self._md_sets = [f[c] for c in METADATA_COLUMNS]
         f.attrs["mimocorb_version"] = __version__
         f.attrs["values_per_slot"] = vps
@@ -146,9 +151,11 @@ class Hdf5Writer(Flushing):
 
     def append(self, metadata: Sequence[float], data: np.ndarray) -> None:
         """Collect one event (copied); a full chunk is written to the datasets."""
-        self._md[self._n] = tuple(metadata)
-        self._data[self._n] = data
-        self._n += 1
+        i = self._n
+        self._md[i] = tuple(metadata)
+        for col, (_, fld) in zip(self._cols, self._fields):
+            col[i] = data[fld] if fld else data
+        self._n = i + 1
         if self._n >= self.chunk_events:
             self._write_pending()
         self._flush_if_due()
@@ -161,10 +168,9 @@ class Hdf5Writer(Flushing):
         for ds, c in zip(self._md_sets, METADATA_COLUMNS):
             ds.resize((b,))
             ds[a:b] = self._md[c][:n]
-        for ds, fld in self._columns:
-            col = self._data[fld][:n] if fld else self._data[:n]
+        for ds, col in zip(self._datasets, self._cols):
             ds.resize(b, axis=0)
-            ds[a:b] = col[:, 0] if self.values_per_slot == 1 else col
+            ds[a:b] = col[:n, 0] if self.values_per_slot == 1 else col[:n]
         self.rows = b
         self._n = 0
 

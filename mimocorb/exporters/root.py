@@ -98,10 +98,14 @@ class RootTreeWriter(Flushing):
         self.flush_interval = flush_interval
         self.rows = 0  # events in the tree's baskets
         self._md = np.zeros(self.basket_events, dtype=METADATA_DTYPE)
-        self._data = np.zeros((self.basket_events, self.values_per_slot), dtype=self.dtype)
+        self._columns = field_layout(self.dtype)
+        # one contiguous block per field: uproot turns each into one big-endian basket
+        self._cols = [
+            np.zeros((self.basket_events, self.values_per_slot), dtype=self.dtype[f] if f else self.dtype)
+            for _, f in self._columns
+        ]
         self._n = 0  # events collected, not yet in a basket
         codec = getattr(uproot, COMPRESSIONS[compression])(int(compression_level)) if compression else None
-        self._columns = field_layout(self.dtype)
         branches: dict[str, Any] = {c: METADATA_DTYPE[c] for c in METADATA_COLUMNS}
         for col, fld in self._columns:
             t = self.dtype[fld] if fld else self.dtype
@@ -127,9 +131,11 @@ class RootTreeWriter(Flushing):
 
     def append(self, metadata: Sequence[float], data: np.ndarray) -> None:
         """Collect one event (copied); ``basket_events`` of them are written as one basket."""
-        self._md[self._n] = tuple(metadata)
-        self._data[self._n] = data
-        self._n += 1
+        i = self._n
+        self._md[i] = tuple(metadata)
+        for col, (_, fld) in zip(self._cols, self._columns):
+            col[i] = data[fld] if fld else data
+        self._n = i + 1
         if self._n >= self.basket_events:
             self._write_pending()
         self._flush_if_due()
@@ -139,9 +145,8 @@ class RootTreeWriter(Flushing):
         if n == 0:
             return
         arrays = {c: self._md[c][:n] for c in METADATA_COLUMNS}
-        for col, fld in self._columns:
-            values = self._data[fld][:n] if fld else self._data[:n]
-            arrays[col] = values[:, 0] if self.values_per_slot == 1 else values
+        for (name, _), col in zip(self._columns, self._cols):
+            arrays[name] = col[:n, 0] if self.values_per_slot == 1 else col[:n]
         self._tree.extend(arrays)  # one basket per branch; the file is complete afterwards
         self.rows += n
         self._n = 0
