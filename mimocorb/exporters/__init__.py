@@ -10,10 +10,11 @@ function           writes                                       module (format, 
 =================  ===========================================  ================================
 ``drain``          nothing: reads and discards every event      :mod:`~mimocorb.exporters.drain`
 ``save_to_txt``    a text table ``<filename>.txt`` / ``.csv``   :mod:`~mimocorb.exporters.text`
-``save_parquet``   a Parquet file ``<filename>.parquet``        :mod:`~mimocorb.exporters.parquet`
+``save_parquet``   a Parquet file ``<filename>.parquet`` (or    :mod:`~mimocorb.exporters.parquet`
+                   1.x's tar archive ``<filename>.tar``)
 ``save_waveforms`` a ``.npy`` file of whole slots               :mod:`~mimocorb.exporters.waveforms`
-``save_hdf5``      an HDF5 file ``<filename>.h5``                 :mod:`~mimocorb.exporters.hdf5`
-``save_root``      a ROOT file ``<filename>.root`` (a TTree)      :mod:`~mimocorb.exporters.root`
+``save_hdf5``      an HDF5 file ``<filename>.h5``               :mod:`~mimocorb.exporters.hdf5`
+``save_root``      a ROOT file ``<filename>.root`` (a TTree)    :mod:`~mimocorb.exporters.root`
 =================  ===========================================  ================================
 
 Each reads the first buffer of its ``RB_assign`` (``read``) and writes into the run folder;
