@@ -132,14 +132,15 @@ class FileExporter(ReaderAccess):
 
     @classmethod
     def check(
-        cls, config_dict: Optional[Mapping], source: Optional[Mapping] = None, warn: bool = False
+        cls, config_dict: Optional[Mapping], source: Optional[Mapping] = None, warn: bool = False, who: str = ""
     ) -> ConfigReader:
         """Check the config keys (and, given the setup of the buffer read, ``source``, that the
         format can hold its events); raise ValueError naming the key, the value and what is expected.
 
         ``warn``: log the keys this exporter does not use (the packaged function's check at
-        setup; a 1.x user module's config holds keys of its own)."""
-        cfg = ConfigReader(cls.function, config_dict)
+        setup; a 1.x user module's config holds keys of its own). ``who`` names the caller in
+        messages (default: the packaged function; the access class when a 1.x module uses it)."""
+        cfg = ConfigReader(who or cls.function, config_dict)
         cfg.string("filename")
         cfg.number("flush_interval", 1.0, minimum=0.0, exclusive_minimum=True, unit="s")
         cfg.integer("max_events", 0, minimum=0)
@@ -151,7 +152,7 @@ class FileExporter(ReaderAccess):
             clash = [n for n in (layout.dtype.names or ()) if n in METADATA_COLUMNS]
             if clash:
                 raise ValueError(
-                    f"{cls.function}: buffer {layout.name} has fields named like the metadata columns "
+                    f"{cfg.source}: buffer {layout.name} has fields named like the metadata columns "
                     f"({', '.join(clash)}); its file would have two columns of one name: rename the fields"
                 )
         cls._check_format(cfg, layout)
@@ -182,7 +183,7 @@ class FileExporter(ReaderAccess):
         self.dtype = np.dtype(self.source.dtype)
         self.values_per_slot = int(self.source.values_per_slot)
         layout = {"name": self.source_name, "dtype": self.dtype, "values_per_slot": self.values_per_slot}
-        self.check(self.config_dict, layout)  # the same check as at setup (without warnings)
+        self.check(self.config_dict, layout, who=type(self).__name__)  # the check of the setup, without warnings
 
     def _open(self) -> Any:  # pragma: no cover - every exporter defines it
         raise NotImplementedError

@@ -18,9 +18,10 @@ pending events written and HDF5's metadata put on disk -- at least every
 ``flush_interval`` seconds, also while no event comes, and when the exporter ends
 (Ctrl-C, SIGTERM, the run's end or a failure of its own). A writer killed with SIGKILL
 leaves a file that opens and holds the events up to its last flush: the file is written
-with HDF5's default (earliest) format, whose on-disk state changes only at a flush but
-for the raw data of chunks beyond it, which the metadata of the last flush does not
-reach.
+with HDF5's default (earliest) format, which keeps no "file is open" mark on disk, and
+HDF5 keeps the metadata changed since the last flush (the dataset sizes, the chunk
+index) in its cache -- the few objects of this file fit in it -- so between two flushes
+only raw chunk data is written, beyond what the metadata of the last flush reaches.
 """
 
 from __future__ import annotations

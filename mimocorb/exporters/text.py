@@ -84,8 +84,8 @@ class rb_toTxtfile(FileExporter):
             raise cfg.error("header_alias", alias, "a mapping {column name: header text}")
         if layout is not None and layout.values_per_slot != 1:
             raise ValueError(
-                f"{cls.function}: {layout.describe()} has {layout.values_per_slot} values per slot; a text table "
-                f"holds one value per field (channel_per_slot: 1); use save_parquet, save_hdf5 or save_waveforms"
+                f"{cfg.source}: buffer {layout.name} has {layout.values_per_slot} values per slot; a text table "
+                f"holds one value per field (channel_per_slot: 1); use the Parquet, HDF5, ROOT or waveform exporter"
             )
 
     def __init__(self, source_list=None, config_dict=None, **rb_info):
