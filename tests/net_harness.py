@@ -26,8 +26,9 @@ def source(wd: dict, n: int, tag: int = 0, rate: float = 0.0, start: int = 0) ->
     for i in range(start, start + n):
         if rate:
             due = t0 + (i - start) / rate
-            if due > time.monotonic():
-                time.sleep(due - time.monotonic())
+            left = due - time.monotonic()  # read the clock once: a second reading may be past `due`
+            if left > 0:
+                time.sleep(left)
         b = w.get_new_buffer()
         b[0], b[1] = i, tag
         w.set_metadata(i * 3 + tag, 1000.0 + i, 0.5 * (i % 7))

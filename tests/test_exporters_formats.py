@@ -203,8 +203,6 @@ def test_check_config_of_the_sinks():
 
     with pytest.raises(ValueError, match=r"save_to_txt: buffer RB_1 has 8 values per slot"):
         save_to_txt.check_config({}, [], src)
-    with pytest.raises(ValueError, match="writes no buffer"):
-        save_hdf5.check_config({}, src, src)
 
 
 # ------------------------------------------------------------------ real runs
