@@ -3,10 +3,15 @@
 A thin facade: the work is done in :mod:`mimocorb.daq` (``access``, ``run_control``,
 ``setup_file``) and :mod:`mimocorb.exporters`. User worker functions have the signature
 ``fn(source_list=None, sink_list=None, observe_list=None, config_dict=None, **rb_info)``.
+
+1.x's class ``buffer_control`` -- the buffers and worker processes that ``run_mimoDAQ``
+made from the sections of the setup file -- is the run control now: the name is kept and
+raises an error naming :class:`RunControl` / :func:`run_mimoDAQ`, which read the setup
+file, check it completely before anything starts, and own buffers and workers.
 """
 
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, NoReturn, Union
 
 from mimocorb.daq.access import (
     ResultMismatchError,
@@ -17,6 +22,7 @@ from mimocorb.daq.access import (
     rbProcess,
     rbPut,
     rbTransfer,
+    rbWSObserver,
 )
 from mimocorb.daq.run_control import RunControl
 from mimocorb.daq.setup_file import SetupFileError, load_setup
@@ -44,6 +50,26 @@ class run_mimoDAQ(RunControl):
         super().__init__(setup_filename, verbose, debug, **options)
 
 
+class buffer_control:  # noqa: N801  (1.x class name)
+    """1.x: ``buffer_control(buffers_dict, functions_dict, function_config_dict, output_directory)``
+    with ``setup_buffers()``, ``setup_workers()``, ``start_workers()``, ``pause()``,
+    ``resume()``, ``shutdown()`` -- the inside of 1.x's ``run_mimoDAQ``.
+
+    Raises NotImplementedError naming the replacement: :class:`RunControl` (or 1.x's
+    :func:`run_mimoDAQ`), ``RunControl(setup_file)`` then ``setup()`` and ``run()``, with
+    ``pause()``, ``resume()``, ``stop()`` and ``end()`` from another thread; the setup
+    file's sections are read and checked by :func:`load_setup`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise NotImplementedError(
+            "mimocorb.buffer_control.buffer_control (1.x: the buffers and workers inside run_mimoDAQ, made from the "
+            "setup file's sections) is replaced by mimocorb.buffer_control.RunControl(setup_file) -- or 1.x's "
+            "run_mimoDAQ(setup_file) -- with setup(), run(), pause(), resume(), stop() and end(); "
+            "mimocorb.buffer_control.load_setup(setup_file) reads and checks the setup file"
+        )
+
+
 __all__ = [
     "rbImport",
     "rbPut",
@@ -52,11 +78,13 @@ __all__ = [
     "rbProcess",
     "rbDrain",
     "rbObserver",
+    "rbWSObserver",
     "rb_toTxtfile",
     "rb_toParquetfile",
     "rb_toWaveformfile",
     "run_mimoDAQ",
     "RunControl",
+    "buffer_control",
     "SetupFileError",
     "ResultMismatchError",
     "load_setup",

@@ -67,9 +67,11 @@ def test_two_processes_of_each_exporter_write_two_complete_files(tmp_path):
 
 
 def test_packaged_exporters_need_no_module_of_the_setup(tmp_path):
-    """``file_name: mimocorb.exporters``: every packaged sink, and ``max_events`` of the waveform file."""
+    """``file_name: mimocorb.exporters``: every packaged sink, and ``max_events`` of the waveform and ROOT files."""
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
+    h5py = pytest.importorskip("h5py")
+    uproot = pytest.importorskip("uproot")
     from mimocorb import exporters
 
     folder = copy_setup("chain", tmp_path)
@@ -87,6 +89,8 @@ def test_packaged_exporters_need_no_module_of_the_setup(tmp_path):
         "save_to_txt": {"filename": "rows", "sep": ","},
         "save_parquet": {"filename": "rows"},
         "save_waveforms": {"filename": "rows", "max_events": 20},
+        "save_hdf5": {"filename": "rows"},
+        "save_root": {"filename": "rows", "max_events": 100},
     }
     (folder / "config" / "common.yaml").write_text(yaml.safe_dump(cfg))
     (folder / "packaged_setup.yaml").write_text(yaml.safe_dump(d, sort_keys=False))
@@ -100,8 +104,13 @@ def test_packaged_exporters_need_no_module_of_the_setup(tmp_path):
     assert [int(r["counter"]) for r in read_table(folder / "rows.csv", ",")] == list(range(1, 501))
     assert list(pd.read_parquet(folder / "rows.parquet")["counter"]) == list(range(1, 501))
     assert list(np.load(folder / "rows.npy")["counter"]) == list(range(1, 21))  # the first 20, the rest dropped
+    with h5py.File(folder / "rows.h5", "r") as f:
+        assert list(f["counter"][:]) == list(range(1, 501))
+        assert list(f["index"][:]) == list(range(500))
+    tree = uproot.open(folder / "rows.root")["events"]
+    assert list(tree["counter"].array(library="np")) == list(range(1, 101))
     files = {f["path"].rsplit("/", 1)[1]: f["events"] for f in s["files"]}
-    assert files == {"rows.csv": 500, "rows.parquet": 500, "rows.npy": 20}
+    assert files == {"rows.csv": 500, "rows.parquet": 500, "rows.npy": 20, "rows.h5": 500, "rows.root": 100}
 
 
 @pytest.fixture

@@ -555,3 +555,23 @@ class rbObserver(_Access):
                 return
             last = time.monotonic()
             yield item
+
+
+class rbWSObserver(rbObserver):
+    """1.x's observer for displays that wait between updates ("with sleep"): called with ``()``,
+    a generator of ``(data, metadata)`` copies of the most recent event, at most one every
+    ``min_sleeptime`` seconds (config key, default 1.0 as in 1.x), ending with None.
+
+    1.x fetched the events in a thread of its own; here the observer's ``get()`` gives the
+    most recent event without a thread, so the class is :class:`rbObserver` with 1.x's
+    default pace. ``close()`` as in 1.x.
+    """
+
+    def __init__(self, observe_list=None, config_dict=None, **rb_info):
+        config = dict(config_dict or {})
+        config.setdefault("min_sleeptime", 1.0)
+        super().__init__(observe_list, config, **rb_info)
+
+    def close(self) -> None:
+        """Let go of the observed buffer (1.x's ``close()``)."""
+        self.source.close()

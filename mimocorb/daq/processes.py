@@ -161,7 +161,7 @@ def make_workers(
         config["directory_prefix"] = prefix
         for i in range(f.num_process):
             name = base if f.num_process == 1 else f"{base}-{i + 1}"
-            info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process)
+            info = WorkerInfo(name, f.fkt_name, i + 1, f.num_process, str(setup.path))
             args = (
                 info,
                 f.module,

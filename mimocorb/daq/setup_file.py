@@ -20,7 +20,9 @@ The format::
 2. otherwise, if it is a dotted Python module name (identifiers separated by dots, no
    slash), that module is imported -- so the functions that ship with mimocorb need no
    wrapper module (``mimocorb.exporters``: ``drain``, ``save_to_txt``, ``save_parquet``,
-   ``save_waveforms``; ``mimocorb.gui.displays``: ``oscilloscope``, ``histograms``);
+   ``save_waveforms``, ``save_hdf5``, ``save_root``; ``mimocorb.sources``: ``scpi_scope``,
+   ``redpitaya_mcpha``, ``picoscope``, ``replay``, ``simulator``; ``mimocorb.gui.displays``:
+   ``oscilloscope``, ``histograms``);
 3. otherwise, or if neither is found, it is an error naming the setup file, the key path
    (``Functions[2].Fkt_3.file_name``) and what was looked for: the path tried and the
    module name tried.
@@ -33,7 +35,9 @@ unknown keys only give warnings. Files must be UTF-8 text, and a key given twice
 mapping is an error (plain YAML would silently keep the last one). The buffers are
 checked against what shared memory can hold (:mod:`~mimocorb.daq.setup_buffers`); the
 worker modules are imported in a separate process, each import bounded by
-``import_timeout`` seconds (:mod:`~mimocorb.daq.setup_functions`).
+``import_timeout`` seconds (:mod:`~mimocorb.daq.setup_functions`), and the ``check_config``
+of a function that carries one (the packaged sources and sinks) is called there with its
+config and the buffers it writes and reads: a bad config is a setup error too.
 """
 
 from __future__ import annotations
@@ -210,7 +214,8 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
     items = single_key_items(chk, "Functions", raw.get("Functions", []))
     main = read_main(chk, items, setup_dir)
     found = read_functions(chk, items, setup_dir, declared, main, fconfigs)
-    failed = check_imports(chk, found, setup_dir, import_timeout) if check_functions and found else set()
+    specs = [b for _, b in buffers]
+    failed = check_imports(chk, found, setup_dir, import_timeout, specs) if check_functions and found else set()
     functions = [f for _, f in found if f.key not in failed]
     check_capacity(chk, buffers, functions)
     _warn_unused(chk, declared, functions)

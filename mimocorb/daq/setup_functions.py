@@ -21,11 +21,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from mimocorb import _ringbuf
+from mimocorb.daq.setup_buffers import BufferSpec
 from mimocorb.daq.setup_checks import Checker, config_file
-from mimocorb.daq.user_code import FILE_NAME_RULE, ModuleRef, UserCodeError, check_functions, resolve_module
+from mimocorb.daq.user_code import (
+    FILE_NAME_RULE,
+    ConfigCheck,
+    ModuleRef,
+    UserCodeError,
+    check_functions,
+    resolve_module,
+)
 
 FUNCTION_KEYS = {"file_name", "fkt_name", "num_process", "RB_assign", "config_file", "restart"}
 RESTART_KEYS = {"max", "within"}
@@ -77,6 +85,8 @@ class FunctionSpec:
     config_file: Optional[Path]
     config: dict = field(default_factory=dict)
     restart: Optional[RestartPolicy] = None
+    #: Where the config dict comes from, for messages (``Functions[3].Fkt_3.config_file (config/x.yaml)``).
+    config_origin: str = ""
 
     @property
     def module_path(self) -> Optional[Path]:
@@ -97,6 +107,7 @@ class MainBlock:
     runevents: int = 0
     common_file: Optional[Path] = None
     common: dict = field(default_factory=dict)
+    common_where: str = ""  # key path of the common config file, for messages
 
     def read_limits(self, chk: Checker, where: str, d: dict) -> None:
         if "runtime" in d:
@@ -116,18 +127,22 @@ def read_main(chk: Checker, items: list[tuple[str, str, object]], setup_dir: Pat
         if path is None:
             continue
         main.common_file, main.common = path, common or {}
+        main.common_where = f"{where}.config_file {body['config_file']}"
         general = main.common.get("general", {})
         if isinstance(general, dict):
             main.read_limits(chk, f"{where}.config_file ({body['config_file']}) general", general)
     return main
 
 
-def _function_config(fkt: str, key: str, main: MainBlock, fconfigs: dict) -> dict:
-    """The function's block in the common config (by fkt_name, else by key), else in FunctionConfigs."""
+def _function_config(fkt: str, key: str, main: MainBlock, fconfigs: dict) -> tuple[dict, str]:
+    """The function's block in the common config (by fkt_name, else by key), else in FunctionConfigs;
+    with where it comes from (for messages)."""
     for name in (fkt, key):
         if isinstance(main.common.get(name), dict):
-            return dict(main.common[name])
-    return dict(fconfigs[fkt]) if isinstance(fconfigs.get(fkt), dict) else {}
+            return dict(main.common[name]), f"config: block {name!r} of {main.common_where}"
+    if isinstance(fconfigs.get(fkt), dict):
+        return dict(fconfigs[fkt]), f"config: FunctionConfigs.{fkt}"
+    return {}, "no config"
 
 
 def _rb_assign(chk: Checker, where: str, body: dict, declared: set[str]) -> dict[str, str]:
@@ -181,10 +196,11 @@ def read_functions(
             chk.error(f"{where}.num_process", f"expected at most {_ringbuf.MAX_PROCS} processes, got {nproc}")
             nproc = None
         assign = _rb_assign(chk, where, body, declared)
-        config = _function_config(names.get("fkt_name") or "", key, main, fconfigs)
+        config, origin = _function_config(names.get("fkt_name") or "", key, main, fconfigs)
+        origin = f"{where} ({origin})"
         cfg_file, loaded = config_file(chk, where, body, setup_dir)
         if cfg_file is not None:
-            config = dict(loaded or {})
+            config, origin = dict(loaded or {}), f"{where}.config_file {body['config_file']}"
         restart = _restart(chk, where, body["restart"]) if "restart" in body else None
         module = None
         if names.get("file_name"):
@@ -194,23 +210,46 @@ def read_functions(
                 chk.error(f"{where}.file_name", str(exc))
         if module is not None and names.get("fkt_name") and nproc is not None:
             spec = FunctionSpec(
-                key, names["fkt_name"], names["file_name"], module, nproc, assign, cfg_file, config, restart
+                key, names["fkt_name"], names["file_name"], module, nproc, assign, cfg_file, config, restart, origin
             )
             out.append((where, spec))
     return out
 
 
-def check_imports(chk: Checker, functions: list[tuple[str, FunctionSpec]], setup_dir: Path, timeout: float) -> set:
-    """Import every function's module in a separate process (each import bounded by ``timeout`` s)
-    and check that the function is there; returns the keys of those that failed (errors in ``chk``).
+def _buffer_setup(b: BufferSpec) -> dict:
+    """What a ``check_config`` learns of a buffer: the keys of its setup dict that describe a slot."""
+    return {"name": b.name, "dtype": b.dtype, "values_per_slot": b.values_per_slot}
+
+
+def check_imports(
+    chk: Checker,
+    functions: list[tuple[str, FunctionSpec]],
+    setup_dir: Path,
+    timeout: float,
+    buffers: Sequence[BufferSpec] = (),
+) -> set:
+    """Import every function's module in a separate process (each import bounded by ``timeout`` s),
+    check that the function is there and, when it carries a ``check_config`` (the packaged
+    sources and sinks do), that its config fits it and the ``buffers`` it writes and reads;
+    returns the keys of those that failed (errors in ``chk``: a bad config names the
+    function's key path and where its config comes from).
 
     Raises KeyboardInterrupt on Ctrl-C (never reported as a bad setup)."""
-    problems = check_functions([(f.module, f.fkt_name, [str(setup_dir)]) for _, f in functions], timeout)
+    known = {b.name: _buffer_setup(b) for b in buffers}
+    items = []
+    for _, f in functions:
+        check = ConfigCheck(
+            f.config,
+            [known[b] for b in f.buffers("write") if b in known],
+            [known[b] for b in f.buffers("read") if b in known],
+        )
+        items.append((f.module, f.fkt_name, [str(setup_dir)], check))
+    problems = check_functions(items, timeout)
     failed = set()
     for (where, f), problem in zip(functions, problems):
         if problem is not None:
             key, msg = problem
-            chk.error(f"{where}.{key}", msg)
+            chk.error(f.config_origin if key == "config" else f"{where}.{key}", msg)
             failed.add(f.key)
     return failed
 

@@ -20,12 +20,19 @@ check, in a separate process (:func:`check_functions`): the run control itself n
 executes user code, a module that blocks when imported cannot hang the check (each import
 is bounded and the module named), and Ctrl-C during the check is an interruption, never a
 bad setup.
+
+A function that carries a ``check_config`` attribute (the packaged sources and sinks do)
+has its configuration checked there as well, right after its module is loaded and within
+the same bound (:class:`ConfigCheck`): ``fn.check_config(config_dict, sink_setups)``, and
+with ``source_setups=`` too when it takes that argument. A ValueError (or any other
+exception) it raises is a setup error, before any buffer or process exists.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import inspect
 import logging
 import multiprocessing
 import os
@@ -34,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 logger = logging.getLogger(__name__)
 
@@ -205,20 +212,57 @@ def load_function(ref: ModuleRef, fkt_name: str, search_paths: Sequence[str] = (
     return fn
 
 
-#: Seconds a worker module may take to import during the setup check.
+#: Seconds a worker module may take to import (and its config check to run) during the setup check.
 IMPORT_TIMEOUT = 30.0
 
 
-def _check_in_child(conn, items: list[tuple[ModuleRef, str, list[str]]]) -> None:
-    """Child process of :func:`check_functions`: load each function, report as it goes."""
+@dataclass(frozen=True)
+class ConfigCheck:
+    """What a function's ``check_config`` is called with: its config dict and the setups
+    (``name``, ``dtype``, ``values_per_slot``) of the buffers it writes and reads."""
+
+    config: Mapping[str, Any]
+    sink_setups: Sequence[Mapping[str, Any]] = ()
+    source_setups: Sequence[Mapping[str, Any]] = ()
+
+
+def run_config_check(fn: Callable, check: ConfigCheck) -> Optional[str]:
+    """Call ``fn.check_config`` if the function has one; the problem it reports (None: fine or no check)."""
+    checker = getattr(fn, "check_config", None)
+    if not callable(checker):
+        return None
     try:
-        for i, (ref, fkt_name, search) in enumerate(items):
+        params = inspect.signature(checker).parameters
+        extra = (
+            {"source_setups": list(check.source_setups)}
+            if "source_setups" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+            else {}
+        )
+    except (TypeError, ValueError):  # no signature to look at: the two arguments every check takes
+        extra = {}
+    try:
+        checker(dict(check.config), list(check.sink_setups), **extra)
+    except Exception as exc:  # a ValueError is the rule; anything else is a problem of the config as well
+        text = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        return text
+    return None
+
+
+def _check_in_child(conn, items: list[tuple]) -> None:
+    """Child process of :func:`check_functions`: load each function (and check its config), report as it goes."""
+    try:
+        for i, (ref, fkt_name, search, *check) in enumerate(items):
             conn.send(("start", i))
             try:
-                load_function(ref, fkt_name, search)
-                conn.send(("done", i, None))
+                fn = load_function(ref, fkt_name, search)
             except UserCodeError as exc:
                 conn.send(("done", i, (exc.key, str(exc))))
+                continue
+            problem = None
+            if check and check[0] is not None:
+                conn.send(("check", i))
+                problem = run_config_check(fn, check[0])
+            conn.send(("done", i, None if problem is None else ("config", problem)))
     except BaseException:  # noqa: BLE001 - Ctrl-C: the parent sees the pipe close
         pass
     finally:
@@ -226,18 +270,18 @@ def _check_in_child(conn, items: list[tuple[ModuleRef, str, list[str]]]) -> None
         os._exit(0)
 
 
-def check_functions(
-    items: Sequence[tuple[ModuleRef, str, Sequence[str]]], timeout: float = IMPORT_TIMEOUT
-) -> list[Optional[tuple[str, str]]]:
-    """Check that each ``(module, function name, search paths)`` loads, in a separate process.
+def check_functions(items: Sequence[tuple], timeout: float = IMPORT_TIMEOUT) -> list[Optional[tuple[str, str]]]:
+    """Check that each ``(module, function name, search paths[, ConfigCheck])`` loads, in a separate
+    process, and that the function's ``check_config`` (if it has one) accepts the config.
 
-    Returns one entry per item: None when the function was found, else ``(key, problem)``:
-    the setup-file key at fault (``"file_name"`` or ``"fkt_name"``) and a
-    :class:`UserCodeError` message, or an import that did not finish within ``timeout``
-    seconds (that process is then ended and the check goes on with the next item in a
-    new one). Ctrl-C (KeyboardInterrupt) ends the check and is raised.
+    Returns one entry per item: None when the function was found (and its config is fine),
+    else ``(key, problem)``: the setup-file key at fault (``"file_name"`` or ``"fkt_name"``)
+    and a :class:`UserCodeError` message, ``"config"`` and the problem ``check_config``
+    raised, or an import (or check) that did not finish within ``timeout`` seconds (that
+    process is then ended and the check goes on with the next item in a new one). Ctrl-C
+    (KeyboardInterrupt) ends the check and is raised.
     """
-    todo = [(ref, f, [str(x) for x in s]) for ref, f, s in items]
+    todo = [(ref, f, [str(x) for x in s], *(rest[:1] or [None])) for ref, f, s, *rest in items]
     results: list[Optional[tuple[str, str]]] = [None] * len(todo)
     first = 0
     while first < len(todo):
@@ -252,17 +296,24 @@ def _check_from(todo: list, first: int, results: list, timeout: float) -> int:
     proc = ctx.Process(target=_check_in_child, args=(send_end, todo[first:]), daemon=True)
     proc.start()
     send_end.close()
-    current: Optional[int] = None  # index whose import runs now
+    current: Optional[int] = None  # index whose import (or config check) runs now
+    checking = False  # the config check of `current` runs (its import is done)
     expected, deadline = first, 0.0
     try:
         while True:
             wait = 1.0 if current is None else deadline - time.monotonic()
             if wait <= 0:
-                results[current] = (
-                    "file_name",
-                    f"importing {todo[current][0]} did not finish within {timeout:g} s "
-                    f"(does the module wait for something when it is imported?)",
-                )
+                if checking:
+                    results[current] = (
+                        "config",
+                        f"{todo[current][1]}.check_config did not finish within {timeout:g} s",
+                    )
+                else:
+                    results[current] = (
+                        "file_name",
+                        f"importing {todo[current][0]} did not finish within {timeout:g} s "
+                        f"(does the module wait for something when it is imported?)",
+                    )
                 return current + 1
             if not recv_end.poll(wait):
                 continue
@@ -278,7 +329,9 @@ def _check_from(todo: list, first: int, results: list, timeout: float) -> int:
                 )
                 return expected + 1
             if kind == "start":
-                current, deadline = first + i, time.monotonic() + timeout
+                current, checking, deadline = first + i, False, time.monotonic() + timeout
+            elif kind == "check":  # the import is done; the check gets a bound of its own
+                checking, deadline = True, time.monotonic() + timeout
             else:
                 results[first + i] = rest[0]
                 current, expected = None, first + i + 1

@@ -67,12 +67,15 @@ class WorkerInfo:
         1-based index of this process among the function's ``count`` processes.
     count : int
         ``num_process`` of the function.
+    setup_file : str
+        The run's setup file (its text goes into the files that record their setup).
     """
 
     name: str
     function: str
     index: int = 1
     count: int = 1
+    setup_file: str = ""
 
 
 class WorkerTerminated(SystemExit):

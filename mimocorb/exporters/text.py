@@ -9,11 +9,19 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from mimocorb.exporters.files import METADATA_COLUMNS, FileExporter, Flushing, create_file, field_layout
+from mimocorb.exporters.files import (
+    METADATA_COLUMNS,
+    FileExporter,
+    Flushing,
+    create_file,
+    field_layout,
+    packaged_check,
+)
+from mimocorb.sources.config_check import ConfigReader, SinkLayout
 
 
 class TextTableWriter(Flushing):
@@ -59,16 +67,26 @@ class rb_toTxtfile(FileExporter):
     text), ``sep`` (default tab, giving ``.txt``; any other separator gives ``.csv``).
     """
 
+    function = "save_to_txt"
+    config_keys = ("sep", "header_alias")
+
+    @classmethod
+    def _check_format(cls, cfg: ConfigReader, layout: Optional[SinkLayout]) -> None:
+        cfg.string("sep", "\t")
+        alias = cfg.raw("header_alias", {})
+        if not isinstance(alias, Mapping):
+            raise cfg.error("header_alias", alias, "a mapping {column name: header text}")
+        if layout is not None and layout.values_per_slot != 1:
+            raise ValueError(
+                f"{cfg.source}: buffer {layout.name} has {layout.values_per_slot} values per slot; a text table "
+                f"holds one value per field (channel_per_slot: 1); use the Parquet, HDF5, ROOT or waveform exporter"
+            )
+
     def __init__(self, source_list=None, config_dict=None, **rb_info):
         sep = (config_dict or {}).get("sep", "\t")
         self.suffix = ".txt" if sep == "\t" else ".csv"
         super().__init__(source_list, config_dict, **rb_info)
         self.sep = sep
-        if self.values_per_slot != 1:
-            raise ValueError(
-                f"rb_toTxtfile: buffer {self.source_name} has {self.values_per_slot} values per slot; a text table "
-                f"holds one value per field (channel_per_slot: 1); use rb_toParquetfile or rb_toWaveformfile"
-            )
         alias = self.config_dict.get("header_alias", {}) or {}
         names = METADATA_COLUMNS + [c for c, _ in field_layout(self.dtype)]
         self.header = [str(alias.get(n, n)) for n in names]
@@ -92,6 +110,9 @@ def save_to_txt(source_list=None, sink_list=None, observe_list=None, config_dict
     the rest are read and dropped; 0: all).
     """
     rb_toTxtfile(source_list=source_list, config_dict=config_dict, **rb_info)()
+
+
+save_to_txt.check_config = packaged_check(rb_toTxtfile)
 
 
 __all__ = ["TextTableWriter", "rb_toTxtfile", "save_to_txt"]

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mimocorb.exporters.files import FileExporter, Flushing, create_file
+from mimocorb.exporters.files import FileExporter, Flushing, create_file, packaged_check
 from mimocorb.mimo_buffer import METADATA_DTYPE
 
 
@@ -85,6 +85,7 @@ class rb_toWaveformfile(FileExporter):
     """Export whole slots (waveforms) to one ``<filename>.npy`` file (called with ``()``)."""
 
     suffix = ".npy"
+    function = "save_waveforms"
 
     def _open(self) -> NpyWaveformWriter:
         return NpyWaveformWriter(self.path, self.dtype, self.values_per_slot, self.flush_interval)
@@ -101,6 +102,9 @@ def save_waveforms(source_list=None, sink_list=None, observe_list=None, config_d
     dropped; 0: all).
     """
     rb_toWaveformfile(source_list=source_list, config_dict=config_dict, **rb_info)()
+
+
+save_waveforms.check_config = packaged_check(rb_toWaveformfile)
 
 
 __all__ = ["NpyWaveformWriter", "rb_toWaveformfile", "save_waveforms"]

@@ -1,4 +1,4 @@
-"""Optional libraries of the sources, imported only when a source uses them.
+"""Optional libraries of the sources and sinks, imported only when one of them uses them.
 
 A missing library gives an :class:`ImportError` that names the pip extra to install,
 e.g. ``scpi_scope needs pyvisa: pip install 'mimocorb[instruments]'``.
@@ -17,6 +17,7 @@ EXTRAS = {
     "h5py": "hdf5",
     "pyarrow": "parquet",
     "pyarrow.parquet": "parquet",
+    "uproot": "root",
 }
 
 

@@ -12,9 +12,11 @@
   ``config``. Read in blocks of events.
 - **mimoCoRB 1.x tar archives** (1.x ``rb_toParquetfile``): a ``.tar`` (optionally
   compressed) of one Parquet file per event, named ``<filename>_<counter>.parquet``,
-  whose columns are the fields and whose rows are the samples. They hold no time
-  stamps or dead times. A folder of such archives is read archive after archive
-  (sorted by name), as 1.x's ``parquetReader`` did.
+  whose columns are the fields and whose rows are the samples. 1.x's archives hold no
+  time stamps or dead times; mimocorb's (``save_parquet`` with ``format: tar``) keep
+  counter, time stamp and dead time in each member's Parquet key-value metadata (key
+  ``mimocorb``, JSON), which are used when present. A folder of such archives is read
+  archive after archive (sorted by name), as 1.x's ``parquetReader`` did.
 
 :func:`open_recording` picks the reader from the file name; every reader yields
 :class:`Block` s of consecutive events. Libraries are imported only when needed
@@ -23,6 +25,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tarfile
@@ -205,6 +208,7 @@ class TarParquetRecording(Recording):
         if first is None:
             raise ValueError(f"{self.archives[0]}: no Parquet file in this archive")
         _, table = first
+        self.has_times = _member_metadata(table) is not None  # written by mimocorb, not by 1.x
         self.values_per_slot = table.num_rows
         self.fields = {c: np.dtype(table.column(c).type.to_pandas_dtype()) for c in table.column_names}
         self.fields.pop("__index_level_0__", None)
@@ -226,7 +230,20 @@ class TarParquetRecording(Recording):
             if table.num_rows != vps:
                 raise ValueError(f"{self.path}: event {counter} has {table.num_rows} samples, the first had {vps}")
             data = {n: _as_2d(table.column(n).to_numpy(), 1, vps) for n in self.fields}
-            yield Block(np.array([counter]), np.array([np.nan]), np.array([0.0]), data)
+            md = _member_metadata(table)
+            if md is None:
+                yield Block(np.array([counter]), np.array([np.nan]), np.array([0.0]), data)
+            else:
+                yield Block(np.array([md[0]]), np.array([md[1]]), np.array([md[2]]), data)
+
+
+def _member_metadata(table) -> Optional[tuple[int, float, float]]:
+    """(counter, timestamp, deadtime) from a tar member's key-value metadata, None in a 1.x archive."""
+    raw = (table.schema.metadata or {}).get(b"mimocorb")
+    if raw is None:
+        return None
+    md = json.loads(raw)
+    return int(md["counter"]), float(md["timestamp"]), float(md["deadtime"])
 
 
 def _is_tar(p: Path) -> bool:
