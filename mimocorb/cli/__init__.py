@@ -73,6 +73,11 @@ def build_parser(commands: dict[str, Command]) -> argparse.ArgumentParser:
     return parser
 
 
+def full_parser() -> argparse.ArgumentParser:
+    """The parser with every registered command (what ``mimocorb --help`` shows)."""
+    return build_parser(load_commands())
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line; return the exit code."""
     commands = load_commands()
@@ -97,6 +102,7 @@ __all__ = [
     "GROUP",
     "Command",
     "build_parser",
+    "full_parser",
     "load_commands",
     "main",
 ]

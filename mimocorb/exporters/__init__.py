@@ -5,17 +5,17 @@ A setup file names them without a module of its own::
     - Fkt_3: {file_name: mimocorb.exporters, fkt_name: save_to_txt, RB_assign: {RB_2: read},
               config_file: config/decays.yaml}
 
-=================  ===========================================  ================================
-function           writes                                       module (format, config keys)
-=================  ===========================================  ================================
-``drain``          nothing: reads and discards every event      :mod:`~mimocorb.exporters.drain`
-``save_to_txt``    a text table ``<filename>.txt`` / ``.csv``   :mod:`~mimocorb.exporters.text`
-``save_parquet``   a Parquet file ``<filename>.parquet`` (or    :mod:`~mimocorb.exporters.parquet`
-                   1.x's tar archive ``<filename>.tar``)
-``save_waveforms`` a ``.npy`` file of whole slots               :mod:`~mimocorb.exporters.waveforms`
-``save_hdf5``      an HDF5 file ``<filename>.h5``               :mod:`~mimocorb.exporters.hdf5`
-``save_root``      a ROOT file ``<filename>.root`` (a TTree)    :mod:`~mimocorb.exporters.root`
-=================  ===========================================  ================================
+==================  ===========================================  ======================================
+function            writes                                       module (format, config keys)
+==================  ===========================================  ======================================
+``drain``           nothing: reads and discards every event      :mod:`~mimocorb.exporters.drain`
+``save_to_txt``     a text table ``<filename>.txt`` / ``.csv``   :mod:`~mimocorb.exporters.text`
+``save_parquet``    a Parquet file ``<filename>.parquet`` (or    :mod:`~mimocorb.exporters.parquet`
+                    1.x's tar archive ``<filename>.tar``)
+``save_waveforms``  a ``.npy`` file of whole slots               :mod:`~mimocorb.exporters.waveforms`
+``save_hdf5``       an HDF5 file ``<filename>.h5``               :mod:`~mimocorb.exporters.hdf5`
+``save_root``       a ROOT file ``<filename>.root`` (a TTree)    :mod:`~mimocorb.exporters.root`
+==================  ===========================================  ======================================
 
 Each reads the first buffer of its ``RB_assign`` (``read``) and writes into the run folder;
 with ``num_process: N > 1`` the N processes share the events and each writes its own

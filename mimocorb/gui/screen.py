@@ -37,6 +37,8 @@ class FigureHost:
     title : str
         Window title.
 
+    Notes
+    -----
     A window is opened unless :func:`headless`; if Tk cannot open one the host falls back
     to off-screen drawing and logs a warning.
     """

@@ -222,6 +222,8 @@ class Receiver:
     config : dict or LinkConfig
         The configuration (keys in :mod:`mimocorb.net.config`).
 
+    Notes
+    -----
     Use :meth:`run` (returns why it ended: ``"end"`` every sender ended its stream,
     ``"lost"`` the senders were lost and ``on_sender_lost`` is ``end``, ``"stopped"``
     the local run is ending); :meth:`stats` gives the counters.

@@ -91,6 +91,8 @@ class Sender(Node):
     config : dict or LinkConfig
         The configuration (keys in :mod:`mimocorb.net.config`).
 
+    Notes
+    -----
     :meth:`run` returns once the local buffer's run ended and everything was
     acknowledged and END told to every receiver; :meth:`stats` gives the counters.
     """

@@ -248,17 +248,21 @@ def redpitaya_mcpha(source_list=None, sink_list=None, observe_list=None, config_
 
     ``host`` : str, required
         The Red Pitaya's host name or address.
-    ``port`` : int, default 1001
+    ``port`` : int
+        Default 1001.
     ``channels`` : list or mapping, default: the buffer's fields on IN1, IN2
         ``{chA: 1, chB: 2}``: buffer field -> input.
-    ``samples`` : int, default: the buffer's values per slot (must equal it)
-    ``pre_trigger_samples`` : int, default ``samples // 10``
+    ``samples`` : int
+        Default: the buffer's values per slot (must equal it).
+    ``pre_trigger_samples`` : int
+        Default ``samples // 10``.
     ``sample_time_ns`` : float, default 8
         8 ns (125 MS/s) x the decimation: 1, or 4 to 65535.
     ``trigger`` : mapping
         ``source`` (a buffer field or input 1 / 2; default the first channel),
         ``level_mv`` (float, mV, default 0), ``slope`` (``rising`` | ``falling``).
-    ``mv_per_count`` : float, mV, default 1000/8192 (+-1 V inputs, LV jumpers; HV: 20000/8192)
+    ``mv_per_count`` : float
+        In mV, default 1000/8192 (+-1 V inputs, LV jumpers; HV: 20000/8192).
     ``timeout`` : float, s, default 2
         Bound of every read; a silent server counts as a lost link after it.
     ``trigger_timeout``, ``reconnect_timeout``, ``poll_interval``, ``number_of_events``

@@ -286,15 +286,20 @@ def picoscope(source_list=None, sink_list=None, observe_list=None, config_dict=N
 
     ``family`` : str, default ``ps5000a``
         ``ps2000a``, ``ps3000a``, ``ps4000a`` or ``ps5000a``.
-    ``serial`` : str, default: the first scope found
-    ``resolution`` : str, default ``8BIT`` (ps5000a only: 8BIT ... 16BIT)
+    ``serial`` : str
+        Default: the first scope found.
+    ``resolution`` : str
+        Default ``8BIT`` (ps5000a only: 8BIT ... 16BIT).
     ``channels`` : list or mapping, default: the buffer's fields on A, B, C, D
         ``{chA: A, chB: B}``: buffer field -> channel letter.
     ``range_mv`` : float, default 1000
         Input range of every channel, +-mV (10, 20, 50, ..., 50000).
-    ``coupling`` : str, default ``DC`` (or ``AC``)
-    ``samples`` : int, default: the buffer's values per slot (must equal it)
-    ``pre_trigger_samples`` : int, default ``samples // 10``
+    ``coupling`` : str
+        Default ``DC`` (or ``AC``).
+    ``samples`` : int
+        Default: the buffer's values per slot (must equal it).
+    ``pre_trigger_samples`` : int
+        Default ``samples // 10``.
     ``timebase`` : int, default 3
         The driver's timebase number (sample time: see the programmer's guide of the model).
     ``captures_per_block`` : int, default 32

@@ -164,15 +164,18 @@ def replay(source_list=None, sink_list=None, observe_list=None, config_dict=None
         ``recorded``: the recorded intervals between the time stamps (divided by
         ``speed``); ``fixed``: ``rate`` events per second; ``max``: as fast as the
         buffer takes them.
-    ``rate`` : float, events/s, default 10 (pace ``fixed``)
-    ``speed`` : float, default 1 (pace ``recorded``; 2: twice as fast)
+    ``rate`` : float
+        In events/s, default 10 (pace ``fixed``).
+    ``speed`` : float
+        Default 1 (pace ``recorded``; 2: twice as fast).
     ``loop`` : bool, default false
         Start again at the end (until the run ends or ``number_of_events``).
     ``metadata`` : str, default ``recorded``
         ``recorded``: counter, time stamp and dead time as recorded (a 1.x archive:
         the counter of the file name, the replay time, dead time 0); ``new``: the
         replay's own count from 1, the time of replay and dead time 0.
-    ``number_of_events`` : int, default 0 (the whole recording, once or looping)
+    ``number_of_events`` : int
+        Default 0 (the whole recording, once or looping).
     """
     name = sink_name(rb_info)
     s = _settings(config_dict, sink_list, name)

@@ -458,8 +458,10 @@ def scpi_scope(source_list=None, sink_list=None, observe_list=None, config_dict=
         (``:WAVeform:...``); see :data:`FAMILIES`.
     ``channels`` : list or mapping, default: the buffer's fields on channels 1, 2, ...
         ``[chA, chB]`` or ``{chA: 1, chB: 2}``: buffer field -> instrument channel.
-    ``samples`` : int, default: the buffer's values per slot (must equal it)
-    ``pre_trigger_samples`` : int, default ``samples // 2``
+    ``samples`` : int
+        Default: the buffer's values per slot (must equal it).
+    ``pre_trigger_samples`` : int
+        Default ``samples // 2``.
     ``sample_time_ns`` : float, default 8 (redpitaya: 8 ns x a power of 2; rigol: 1)
         The Rigol's actual sample time is checked against it at every event.
     ``trigger`` : mapping
