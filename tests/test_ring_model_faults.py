@@ -318,7 +318,7 @@ class FaultModel(RuleBasedStateMachine):
                 point = None  # the get would find nothing to announce: killed at rest instead
             else:
                 self._release(m)  # get releases what it held first
-                m["p"].stop_at(point, "get", 0.0)
+                m["p"].stop_at(point, "get", 2.0)  # a bounded wait: the member may first settle a hold or a restart
                 self._skip(g, skipped)  # skipped before it announced the next one
         elif point == "reader_releasing":
             if m["held"] is None:
@@ -381,5 +381,9 @@ FaultModel.TestCase.settings = settings(
     # No shrinking: with real processes it took over five minutes for one failure (and then
     # gave up); the failing sequence of steps is printed as found, and is short enough to read.
     phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    # CI runs a fixed set of sequences (the same every run); MIMOCORB_MODEL_SEED=random explores
+    # new ones, as the soak does. A sequence found that way that fails is kept as a finding.
+    derandomize=os.environ.get("MIMOCORB_MODEL_SEED", "fixed") != "random",
+    database=None,
 )
 TestFaultModel = FaultModel.TestCase
