@@ -5,15 +5,16 @@ Each entry ``- RB_1: {number_of_slots: 128, channel_per_slot: 4250, data_type: {
 'float32'], ...}}`` becomes a :class:`BufferSpec` (the arguments of ``NewBuffer``). Besides
 the form of each value, the check covers what a ring buffer can hold: a slot type that cannot
 live in shared memory (Python objects, zero bytes), field names that clash with the metadata
-columns, sizes beyond what ``/dev/shm`` has free, more reader groups or attached processes per
-buffer than a buffer has room for (:func:`check_capacity`).
+columns, sizes beyond what ``/dev/shm`` has free (:func:`check_capacity`). How many reader
+groups and processes a buffer gets depends on the functions:
+:func:`mimocorb.daq.setup_functions.check_attachments`.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -21,9 +22,6 @@ from mimocorb import _ringbuf
 from mimocorb.daq.setup_checks import Checker, single_key_items
 from mimocorb.mimo_buffer import METADATA_DTYPE
 from mimocorb.segments import slot_dtype
-
-if TYPE_CHECKING:
-    from mimocorb.daq.setup_functions import FunctionSpec
 
 BUFFER_KEYS = {"number_of_slots", "channel_per_slot", "data_type"}
 #: Largest channel_per_slot a buffer holds (the ring's header keeps it in 32 bits).
@@ -138,8 +136,8 @@ def _mib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
 
-def check_capacity(chk: Checker, buffers: Sequence[tuple[str, BufferSpec]], functions: Sequence[FunctionSpec]) -> None:
-    """What the ring buffers can hold: sizes against /dev/shm, reader groups and processes per buffer."""
+def check_capacity(chk: Checker, buffers: Sequence[tuple[str, BufferSpec]]) -> None:
+    """What shared memory can hold: each buffer's size and their sum against /dev/shm."""
     try:
         free = shutil.disk_usage("/dev/shm").free
     except OSError:
@@ -165,22 +163,6 @@ def check_capacity(chk: Checker, buffers: Sequence[tuple[str, BufferSpec]], func
         chk.error(
             "RingBuffer", f"the buffers need {_mib(total)} of shared memory in all; /dev/shm has {_mib(free)} free"
         )
-    for where, b in buffers:
-        readers = [f for f in functions if b.name in f.buffers("read")]
-        if len(readers) > _ringbuf.MAX_GROUPS:
-            chk.error(
-                where,
-                f"read by {len(readers)} functions ({', '.join(f.key for f in readers)}); a buffer has room for "
-                f"at most {_ringbuf.MAX_GROUPS} reader groups (one per reading function)",
-            )
-        attached = [f for f in functions if b.name in f.buffers("read") + f.buffers("write")]
-        n = sum(f.num_process for f in attached)
-        if n > _ringbuf.MAX_PROCS:
-            chk.error(
-                where,
-                f"{n} processes would attach to it ({', '.join(f'{f.key}: {f.num_process}' for f in attached)}); "
-                f"a buffer has room for at most {_ringbuf.MAX_PROCS}",
-            )
 
 
 __all__ = ["BUFFER_KEYS", "MAX_VALUES_PER_SLOT", "BufferSpec", "buffer_names", "check_capacity", "read_buffers"]

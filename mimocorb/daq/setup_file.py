@@ -49,7 +49,7 @@ from typing import Optional
 
 from mimocorb.daq.setup_buffers import BufferSpec, buffer_names, check_capacity, read_buffers
 from mimocorb.daq.setup_checks import Checker, output_directory_problem, single_key_items
-from mimocorb.daq.setup_functions import FunctionSpec, check_imports, read_functions, read_main
+from mimocorb.daq.setup_functions import FunctionSpec, check_attachments, check_imports, read_functions, read_main
 from mimocorb.daq.user_code import IMPORT_TIMEOUT
 from mimocorb.daq.yaml_file import read_yaml
 
@@ -217,7 +217,8 @@ def load_setup(path: str | Path, *, check_functions: bool = True, import_timeout
     specs = [b for _, b in buffers]
     failed = check_imports(chk, found, setup_dir, import_timeout, specs) if check_functions and found else set()
     functions = [f for _, f in found if f.key not in failed]
-    check_capacity(chk, buffers, functions)
+    check_capacity(chk, buffers)
+    check_attachments(chk, buffers, functions)
     _warn_unused(chk, declared, functions)
     if not functions and not chk.errors:
         chk.error("Functions", "expected at least one function besides Fkt_main, got none")

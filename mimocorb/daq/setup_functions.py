@@ -254,7 +254,30 @@ def check_imports(
     return failed
 
 
+def check_attachments(
+    chk: Checker, buffers: Sequence[tuple[str, BufferSpec]], functions: Sequence[FunctionSpec]
+) -> None:
+    """What each buffer has room for: reader groups (one per reading function) and attached processes."""
+    for where, b in buffers:
+        readers = [f for f in functions if b.name in f.buffers("read")]
+        if len(readers) > _ringbuf.MAX_GROUPS:
+            chk.error(
+                where,
+                f"read by {len(readers)} functions ({', '.join(f.key for f in readers)}); a buffer has room for "
+                f"at most {_ringbuf.MAX_GROUPS} reader groups (one per reading function)",
+            )
+        attached = [f for f in functions if b.name in f.buffers("read") + f.buffers("write")]
+        n = sum(f.num_process for f in attached)
+        if n > _ringbuf.MAX_PROCS:
+            chk.error(
+                where,
+                f"{n} processes would attach to it ({', '.join(f'{f.key}: {f.num_process}' for f in attached)}); "
+                f"a buffer has room for at most {_ringbuf.MAX_PROCS}",
+            )
+
+
 __all__ = [
+    "check_attachments",
     "FUNCTION_KEYS",
     "MAIN_KEYS",
     "MODES",
