@@ -192,12 +192,6 @@ class Hdf5Writer(Flushing):
             finally:
                 self._f.close()
 
-    def __enter__(self) -> Hdf5Writer:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toHdf5file(FileExporter):
     """Export a buffer to one HDF5 file ``<filename>.h5`` (called with ``()``)."""

@@ -204,12 +204,6 @@ class TarParquetWriter(Flushing):
                 self._tar = None
                 self._file.close()
 
-    def __enter__(self) -> TarParquetWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toParquetfile(FileExporter):
     """Export a buffer to one Parquet file ``<filename>.parquet`` (called with ``()``), or with

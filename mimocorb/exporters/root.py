@@ -164,12 +164,6 @@ class RootTreeWriter(Flushing):
             finally:
                 self._file.close()
 
-    def __enter__(self) -> RootTreeWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
 
 class rb_toRootfile(FileExporter):
     """Export a buffer to one ROOT file ``<filename>.root`` with one TTree (called with ``()``)."""
